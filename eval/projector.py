@@ -9,14 +9,17 @@ formatter (9 significant digits, so float32 values read back exactly), because p
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .knn import to_float32_matrix
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["METADATA_FILE", "VECTORS_FILE", "write_projector_tsv"]
 
@@ -24,46 +27,70 @@ VECTORS_FILE = "vectors.tsv"
 METADATA_FILE = "metadata.tsv"
 
 _DIGITS = 9  # significant digits; 9 round-trips every float32
-_VALUES_PER_BLOCK = 2**18  # bounds the formatter's temporary arrays (~40 MB)
-_ZERO = ord("0")
+_VALUES_PER_BLOCK = 2**18  # bounds the formatter's temporary arrays (~50 MB)
 
 
-def _format_block(block: np.ndarray) -> bytes:
-    """Format a (rows, D) float32 block as tab-separated lines like `-1.2345e-02`, trailing zeros dropped."""
-    rows, dim = block.shape
-    values = block.astype(np.float64).ravel()
-    negative = values < 0
+def _pack(text: str) -> int:
+    """Four ASCII characters as one little-endian uint32 (NUL-padded)."""
+    return int.from_bytes(text.encode().ljust(4, b"\0"), "little")
+
+
+# Lookup tables of packed words: the four digits of 0..9999, and "e+NN"/"e-NN" for exponents -64..63.
+_FOUR_DIGITS = np.array([_pack(f"{i:04d}") for i in range(10_000)], dtype="<u4")
+_EXPONENT_OFFSET = 64
+_EXPONENTS = np.array([_pack(f"e{e:+03d}") for e in range(-_EXPONENT_OFFSET, _EXPONENT_OFFSET)], dtype="<u4")
+_FOUR_TRAILING_ZEROS = np.array([4 - len(f"{i:04d}".rstrip("0")) for i in range(10_000)], dtype=np.int32)
+# Value layout, five words: [sign d0 '.' pad] [d1-d4] [d5-d8] [e s N N] [separator pad pad pad].
+_WIDTH = 20
+# For a last written digit index 0..8: the keep-flags (one byte each) of the [d1-d4] and [d5-d8] words.
+_KEEP_DIGITS = np.array(
+    [[_pack("".join("\1" if j <= last else "\0" for j in range(first, first + 4))) for first in (1, 5)]
+     for last in range(_DIGITS)],
+    dtype="<u4",
+)
+
+
+def _decimal(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exponent e and 9-digit mantissa m (10**8 <= m < 10**9, or 0) with |v| ~= m * 10**(e - 8)."""
     magnitude = np.abs(values)
     nonzero = magnitude > 0
-    exponent = np.zeros(values.shape, dtype=np.int64)
-    exponent[nonzero] = np.floor(np.log10(magnitude[nonzero])).astype(np.int64)
-    mantissa = np.rint(magnitude * 10.0 ** (_DIGITS - 1 - exponent)).astype(np.int64)
+    exponent = np.zeros(values.shape, dtype=np.int32)
+    exponent[nonzero] = np.floor(np.log10(magnitude[nonzero]))
+    mantissa = np.rint(magnitude * 10.0 ** (_DIGITS - 1 - exponent))
     # log10 can land one off next to a power of ten, and rounding can carry into a new digit.
     for wrong, step in ((mantissa >= 10**_DIGITS, 1), (nonzero & (mantissa < 10 ** (_DIGITS - 1)), -1)):
         exponent[wrong] += step
-        mantissa[wrong] = np.rint(magnitude[wrong] * 10.0 ** (_DIGITS - 1 - exponent[wrong])).astype(np.int64)
+        mantissa[wrong] = np.rint(magnitude[wrong] * 10.0 ** (_DIGITS - 1 - exponent[wrong]))
+    return exponent, mantissa.astype(np.int32)
 
-    # Fixed layout per value: sign, digit, '.', 8 digits, 'e', exponent sign, 2 digits, separator.
-    width = 3 + _DIGITS + 4
-    chars = np.empty((values.size, width), dtype=np.uint8)
-    keep = np.ones((values.size, width), dtype=bool)
-    chars[:, 0], keep[:, 0] = ord("-"), negative
-    last_nonzero = np.zeros(values.size, dtype=np.int64)
-    for position in range(_DIGITS):
-        digit = (mantissa // 10 ** (_DIGITS - 1 - position)) % 10
-        column = 1 if position == 0 else position + 2
-        chars[:, column] = digit + _ZERO
-        last_nonzero[digit != 0] = position
-    chars[:, 2], keep[:, 2] = ord("."), last_nonzero > 0
-    keep[:, 4 : 3 + _DIGITS] = np.arange(2, _DIGITS)[None, :] <= last_nonzero[:, None]
-    chars[:, width - 5] = ord("e")
-    chars[:, width - 4] = np.where(exponent < 0, ord("-"), ord("+"))
-    chars[:, width - 3] = np.abs(exponent) // 10 + _ZERO
-    chars[:, width - 2] = np.abs(exponent) % 10 + _ZERO
-    separator = np.full((rows, dim), ord("\t"), dtype=np.uint8)
+
+def _format_block(block: np.ndarray) -> bytes:
+    """Format a (rows, D) float32 block as tab-separated lines of `-1.2345e-02`, trailing zeros dropped."""
+    rows, dim = block.shape
+    values = block.astype(np.float64).ravel()
+    exponent, mantissa = _decimal(values)
+    lead, middle, tail = mantissa // 100_000_000, mantissa // 10_000 % 10_000, mantissa % 10_000
+    trailing_zeros = np.where(tail > 0, _FOUR_TRAILING_ZEROS[tail], 4 + _FOUR_TRAILING_ZEROS[middle])
+    last_digit = _DIGITS - 1 - trailing_zeros  # index of the last digit written (0 for a bare digit)
+
+    words = np.zeros((values.size, _WIDTH // 4), dtype="<u4")
+    words[:, 0] = _pack("-0.") + (lead.astype(np.uint32) << 8)
+    words[:, 1] = _FOUR_DIGITS[middle]
+    words[:, 2] = _FOUR_DIGITS[tail]
+    words[:, 3] = _EXPONENTS[exponent + _EXPONENT_OFFSET]
+    separator = np.full((rows, dim), ord("\t"), dtype="<u4")
     separator[:, -1] = ord("\n")
-    chars[:, width - 1] = separator.ravel()
-    return chars[keep].tobytes()
+    words[:, 4] = separator.ravel()
+
+    # Which bytes survive, built word by word too: sign if negative, d0 always, '.' if more digits follow,
+    # d1-d8 up to the last non-zero one, the exponent and separator always, padding never.
+    keep = np.empty_like(words)
+    keep[:, 0] = (values < 0) + (1 << 8) + ((last_digit > 0).astype(np.uint32) << 16)
+    keep[:, 1] = _KEEP_DIGITS[last_digit, 0]
+    keep[:, 2] = _KEEP_DIGITS[last_digit, 1]
+    keep[:, 3] = 0x01010101
+    keep[:, 4] = 0x01
+    return words.view(np.uint8)[keep.view(bool)].tobytes()
 
 
 def _escape(value: Any) -> str:
@@ -74,7 +101,9 @@ def _escape(value: Any) -> str:
 def _metadata_lines(metadata: Any, num_rows: int) -> list[str]:
     """Validate the columns and return the file's lines (header first when there are several columns)."""
     if not hasattr(metadata, "items"):
-        raise TypeError(f"metadata must be a mapping of column name -> values or a DataFrame, got {type(metadata).__name__}")
+        raise TypeError(
+            f"metadata must be a mapping of column name -> values or a DataFrame, got {type(metadata).__name__}"
+        )
     items = list(metadata.items())
     columns = dict(items)
     if not columns:
@@ -92,7 +121,9 @@ def _metadata_lines(metadata: Any, num_rows: int) -> list[str]:
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
             raise TypeError(f"metadata[{name!r}] must be a sequence of values, got {type(values).__name__}")
         if len(values) != num_rows:
-            raise ValueError(f"metadata[{name!r}] must have {num_rows} values (one per embedding), got {len(values)}")
+            raise ValueError(
+                f"metadata[{name!r}] must have {num_rows} values (one per embedding), got {len(values)}"
+            )
         texts.append([_escape(value) for value in values])
     lines = ["\t".join(row) for row in zip(*texts)]
     for row, line in enumerate(lines):
@@ -104,19 +135,24 @@ def _metadata_lines(metadata: Any, num_rows: int) -> list[str]:
     return lines
 
 
-def _write_atomically(path: Path, write: Any) -> Path:
-    """Run `write(file)` on a temporary file beside `path`; return the temp path (caller renames it)."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_temp(path: Path, write: Any) -> Path:
+    """Run `write(file)` on a new temporary file beside `path`; return its path (the caller renames it)."""
+    # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions, not 0600.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(handle, "wb") as file:
+        with open(temp, "xb") as file:
             write(file)
     except BaseException:
-        os.unlink(temp)
+        temp.unlink(missing_ok=True)
         raise
-    return Path(temp)
+    return temp
 
 
-def write_projector_tsv(out_dir: str | os.PathLike[str], embeddings: Any, metadata: Any) -> dict[str, Path]:
+def write_projector_tsv(
+    out_dir: str | os.PathLike[str],
+    embeddings: Any,
+    metadata: Mapping[str, Sequence[Any]] | pd.DataFrame,
+) -> dict[str, Path]:
     """Write `vectors.tsv` and `metadata.tsv` for TensorBoard's Embedding Projector.
 
     Tabs, newlines, carriage returns and backslashes inside metadata values are written as the
@@ -154,11 +190,11 @@ def write_projector_tsv(out_dir: str | os.PathLike[str], embeddings: Any, metada
     def write_metadata(file: Any) -> None:
         file.write(("\n".join(lines) + "\n").encode("utf-8"))
 
-    temp_vectors = _write_atomically(paths["vectors"], write_vectors)
+    temp_vectors = _write_temp(paths["vectors"], write_vectors)
     try:
-        temp_metadata = _write_atomically(paths["metadata"], write_metadata)
+        temp_metadata = _write_temp(paths["metadata"], write_metadata)
     except BaseException:
-        os.unlink(temp_vectors)
+        temp_vectors.unlink(missing_ok=True)
         raise
     os.replace(temp_vectors, paths["vectors"])
     os.replace(temp_metadata, paths["metadata"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .knn import knn_search, to_float32_matrix
+from .knn import METRICS, knn_search, to_float32_matrix
 
 __all__ = ["map_at_r", "precision_at_1", "r_precision", "recall_at_k", "retrieval_metrics"]
 
@@ -20,22 +20,27 @@ __all__ = ["map_at_r", "precision_at_1", "r_precision", "recall_at_k", "retrieva
 def _check_neighbor_labels(neighbor_labels: Any, query_labels: Any) -> tuple[np.ndarray, np.ndarray]:
     neighbors, queries = np.asarray(neighbor_labels), np.asarray(query_labels)
     if neighbors.ndim != 2 or neighbors.shape[1] == 0:
-        raise ValueError(f"neighbor_labels must have shape (num_queries, k) with k >= 1, got {neighbors.shape}")
+        raise ValueError(f"neighbor_labels must have shape (num_queries, k >= 1), got {neighbors.shape}")
     if queries.shape != (neighbors.shape[0],):
         raise ValueError(
-            f"query_labels must have shape ({neighbors.shape[0]},) to match neighbor_labels, got {queries.shape}"
+            f"query_labels must have shape ({neighbors.shape[0]},) like neighbor_labels' rows, "
+            f"got {queries.shape}"
         )
     if queries.shape[0] == 0:
         raise ValueError("neighbor_labels must hold at least one query, got 0 rows")
     return neighbors, queries
 
 
-def _first_r_hits(neighbor_labels: Any, query_labels: Any, num_relevant: Any) -> tuple[np.ndarray, np.ndarray]:
+def _first_r_hits(
+    neighbor_labels: Any, query_labels: Any, num_relevant: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """(Nq, max R) bool: neighbour j is within the query's first R and shares its label; and R (Nq,)."""
     neighbors, queries = _check_neighbor_labels(neighbor_labels, query_labels)
     r = np.asarray(num_relevant)
     if r.shape != queries.shape or r.dtype.kind not in "iu":
-        raise ValueError(f"num_relevant must be an int array of shape {queries.shape}, got {r.dtype} {r.shape}")
+        raise ValueError(
+            f"num_relevant must be an int array of shape {queries.shape}, got {r.dtype} {r.shape}"
+        )
     if r.min() < 1 or r.max() > neighbors.shape[1]:
         raise ValueError(
             f"num_relevant must lie in [1, k={neighbors.shape[1]}] (k neighbours are needed for R = k), "
@@ -75,7 +80,7 @@ def recall_at_k(neighbor_labels: Any, query_labels: Any, k: int) -> float:
     """
     neighbors, queries = _check_neighbor_labels(neighbor_labels, query_labels)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= neighbors.shape[1]:
-        raise ValueError(f"k must be an int in [1, {neighbors.shape[1]}] (neighbor_labels columns), got {k!r}")
+        raise ValueError(f"k must be an int in [1, {neighbors.shape[1]}] (neighbor_labels' columns), got {k!r}")
     return float(np.mean((neighbors[:, :k] == queries[:, None]).any(axis=1)))
 
 
@@ -106,7 +111,7 @@ def map_at_r(neighbor_labels: Any, query_labels: Any, num_relevant: Any) -> floa
 
     Example:
         >>> map_at_r(np.array([[1, 0, 0], [1, 1, 0]]), np.array([0, 1]), np.array([2, 3]))
-        0.5833333333333333
+        0.4583333333333333
     """
     hits, r = _first_r_hits(neighbor_labels, query_labels, num_relevant)
     precision_at_i = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
@@ -170,6 +175,8 @@ def retrieval_metrics(
         >>> retrieval_metrics(x, np.array([0, 0, 1, 1]), ks=(1,))["recall_at_1"]
         1.0
     """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     gallery = to_float32_matrix(embeddings, "embeddings")
     gallery_labels = _to_labels(labels, "labels", gallery.shape[0], "embeddings rows")
     leave_one_out = query_embeddings is None
@@ -183,7 +190,9 @@ def retrieval_metrics(
             raise ValueError(
                 f"query_embeddings must have dim {gallery.shape[1]} like embeddings, got {queries.shape}"
             )
-        query_label_array = _to_labels(query_labels, "query_labels", queries.shape[0], "query_embeddings rows")
+        query_label_array = _to_labels(
+            query_labels, "query_labels", queries.shape[0], "query_embeddings rows"
+        )
     ks = _check_ks(ks, gallery.shape[0] - int(leave_one_out))
 
     classes, counts = np.unique(gallery_labels, return_counts=True)
@@ -202,7 +211,7 @@ def retrieval_metrics(
         _, indices = knn_search(queries, gallery, k=k, metric=metric)
     neighbor_labels = gallery_labels[indices[answerable]]
     answerable_labels, r = query_label_array[answerable], num_relevant[answerable]
-    results = {f"recall_at_{k_}": recall_at_k(neighbor_labels, answerable_labels, k_) for k_ in ks}
+    results = {f"recall_at_{n}": recall_at_k(neighbor_labels, answerable_labels, n) for n in ks}
     results["precision_at_1"] = precision_at_1(neighbor_labels, answerable_labels)
     results["r_precision"] = r_precision(neighbor_labels, answerable_labels, r)
     results["map_at_r"] = map_at_r(neighbor_labels, answerable_labels, r)

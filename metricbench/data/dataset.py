@@ -114,7 +114,8 @@ def _check_x(x: np.ndarray) -> np.ndarray:
         raise ValueError(f"x must be 2-D (N, F) or 4-D (N, C, H, W) (3-D (N, H, W) gets a channel axis), got {x.shape}")
     if x.shape[0] == 0:
         raise ValueError(f"x must have at least 1 sample, got {x.shape}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf and are reported just below
+        x = np.ascontiguousarray(x, dtype=np.float32)
     finite = np.isfinite(x)
     if not finite.all():
         bad_rows = ~finite.reshape(x.shape[0], -1).all(axis=1)

@@ -66,10 +66,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     dtype = np.dtype(_DTYPES[code][0])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     got = len(data) - header
-    if got < expected:
-        raise ValueError(f"{path}: truncated: expected {expected} bytes of data for shape {dims}, got {got}")
-    if got > expected:
-        raise ValueError(f"{path}: trailing data: expected {expected} bytes of data for shape {dims}, got {got}")
+    if got != expected:
+        problem = "truncated" if got < expected else "trailing data"
+        raise ValueError(f"{path}: {problem}: expected {expected} bytes of data, got {got} (dims {dims})")
     values = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     # One copy into native order; for ubyte the buffer is already a private bytearray, so no copy is made.
     return values.astype(dtype.newbyteorder("="), copy=False)

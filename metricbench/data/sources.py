@@ -17,6 +17,7 @@ import numpy as np
 from metricbench.data.dataset import Dataset, make_dataset
 from metricbench.data.folder import read_image_folder
 from metricbench.data.idx import read_idx
+from metricbench.data.table import read_table
 
 __all__ = ["available_datasets", "load_dataset"]
 
@@ -59,8 +60,9 @@ def load_dataset(
             images scaled by 1/255; float images are taken as already in [0, 1]; 4-D x shaped (N, H, W, C) with C
             of 1 or 3 (and H > 4) is transposed to (N, C, H, W); 2-D x is vectors;
             ``idx:DIR``: MNIST/Fashion-MNIST IDX files, train and t10k concatenated (metricbench re-splits);
-            ``folder:DIR``: one sub-folder of images per class (see :func:`read_image_folder`);
-            ``csv:PATH`` / ``parquet:PATH``: one row per sample, a label column and numeric feature columns.
+            ``folder:DIR``: one sub-folder of images per class (see :func:`~metricbench.data.folder.read_image_folder`);
+            ``csv:PATH`` / ``parquet:PATH``: one row per sample, a label column and numeric feature columns
+            (see :func:`~metricbench.data.table.read_table`).
         label_column: Label column of a CSV/Parquet table.
         feature_columns: Feature columns of a CSV/Parquet table; default: every numeric column but the label.
         image_size: (height, width) that ``folder:`` images are resized to (bilinear); default: all images
@@ -100,7 +102,8 @@ def load_dataset(
     if fmt == "folder":
         x, labels = read_image_folder(path, image_size=image_size)
         return make_dataset(path.resolve().name, _scale_images(x, str(path)), labels)
-    return _load_table(path, fmt, label_column, feature_columns)
+    x, labels = read_table(path, fmt, label_column=label_column, feature_columns=feature_columns)
+    return make_dataset(path.stem, x, labels)
 
 
 def available_datasets() -> list[dict[str, Any]]:
@@ -166,7 +169,9 @@ def _load_npz(path: Path) -> Dataset:
         found = ", ".join(archive.files) or "none"
         for key in ("x", "y"):
             if key not in archive.files:
-                raise ValueError(f"{path}: missing array {key!r}: expected x, y and optional class_names, found: {found}")
+                raise ValueError(
+                    f"{path}: missing array {key!r}: expected x, y and optional class_names, found: {found}"
+                )
         try:
             x, y = archive["x"], archive["y"]
             class_names = archive["class_names"] if "class_names" in archive.files else None
@@ -214,41 +219,6 @@ def _load_idx(directory: Path) -> Dataset:
 
 def _first_file(directory: Path, part: str, suffixes: Sequence[str]) -> Path | None:
     return next((directory / (part + s) for s in suffixes if (directory / (part + s)).is_file()), None)
-
-
-def _load_table(path: Path, fmt: str, label_column: str, feature_columns: Sequence[str] | None) -> Dataset:
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
-    except (ValueError, OSError) as error:  # pandas' and pyarrow's parse errors derive from these
-        raise ValueError(f"{path}: cannot read as {fmt}: {error}") from error
-    listing = ", ".join(map(str, frame.columns)) or "none"
-    if label_column not in frame.columns:
-        raise ValueError(f"{path}: label column {label_column!r} not found; columns: {listing}")
-    missing = frame[label_column].isna().to_numpy()
-    if missing.any():
-        raise ValueError(
-            f"{path}: label column {label_column!r} must have no missing values, got {int(missing.sum())}; "
-            f"first in row {int(np.argmax(missing))}"
-        )
-    if feature_columns is None:
-        features = [c for c in frame.columns if c != label_column and pd.api.types.is_numeric_dtype(frame[c])]
-        if not features:
-            raise ValueError(f"{path}: no numeric feature columns besides {label_column!r}; columns: {listing}")
-    else:
-        features = list(feature_columns)
-        if not features:
-            raise ValueError("feature_columns must name at least one column, got an empty sequence")
-        for column in features:
-            if column not in frame.columns:
-                raise ValueError(f"{path}: feature column {column!r} not found; columns: {listing}")
-            if column == label_column:
-                raise ValueError(f"feature_columns must not include the label column {label_column!r}")
-            if not pd.api.types.is_numeric_dtype(frame[column]):
-                raise ValueError(f"{path}: feature column {column!r} must be numeric, got dtype {frame[column].dtype}")
-    x = frame[features].to_numpy(dtype=np.float32, na_value=np.nan)  # missing values -> NaN, reported by row
-    return make_dataset(path.stem, x, frame[label_column].to_numpy())
 
 
 def _scale_images(images: np.ndarray, what: str) -> np.ndarray:

@@ -1,0 +1,20 @@
+"""metricbench.eval: FAISS neighbour search, retrieval metrics and Embedding Projector export.
+
+`knn_search` is the one FAISS boundary; the metric functions are pure functions over neighbour
+labels; `retrieval_metrics` runs the search and returns every metric; `write_projector_tsv` is the
+only part that touches the filesystem.
+"""
+
+from .knn import knn_search
+from .projector import write_projector_tsv
+from .retrieval import map_at_r, precision_at_1, r_precision, recall_at_k, retrieval_metrics
+
+__all__ = [
+    "knn_search",
+    "map_at_r",
+    "precision_at_1",
+    "r_precision",
+    "recall_at_k",
+    "retrieval_metrics",
+    "write_projector_tsv",
+]

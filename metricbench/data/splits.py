@@ -1,0 +1,221 @@
+"""Train/val/test splits of a dataset's rows: closed-set (same classes) or open-set (class-disjoint).
+
+A split is a set of sorted row indices, so it is tiny, can be saved beside a run and reapplied to the same data.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["PROTOCOLS", "Split", "load_split", "make_split", "save_split"]
+
+PROTOCOLS = ("closed", "open")
+_PARTS = ("train", "val", "test")
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Row indices of a train/val/test split.
+
+    Attributes:
+        protocol: ``"closed"`` (val and test share the training classes) or ``"open"`` (test classes are unseen).
+        seed: Seed of the random generator that drew the split.
+        train: Sorted int64 row indices (n_train,) into the dataset.
+        val: Sorted int64 row indices (n_val,).
+        test: Sorted int64 row indices (n_test,).
+    """
+
+    protocol: str
+    seed: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def __repr__(self) -> str:
+        return (
+            f"Split(protocol={self.protocol!r}, seed={self.seed}, train={self.train.size}, "
+            f"val={self.val.size}, test={self.test.size})"
+        )
+
+
+def make_split(
+    labels: np.ndarray,
+    *,
+    protocol: str = "closed",
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+) -> Split:
+    """Split rows into disjoint train/val/test sets that together cover every row.
+
+    ``closed``: stratified over the same classes. Each class (rows shuffled by ``np.random.default_rng(seed)``)
+    gives ``round(n * val_fraction)`` rows to val and ``round(n * test_fraction)`` to test, rounding halves up,
+    and keeps at least one row for training; when the two rounded counts would take every row, val gives up rows
+    first, then test. A class with few rows may therefore get 0 val or test rows (a class of 1 row is
+    train-only), and the totals may differ from ``N * fraction`` by up to half a row per class.
+
+    ``open`` (class-disjoint, as in the metric-learning literature): classes are sorted by id; the first
+    ``ceil(C / 2)`` are train/val classes, with val a stratified ``val_fraction`` of their rows as above; every row
+    of the remaining classes goes to test. ``test_fraction`` is ignored (its range is still checked). Needs at
+    least 4 classes so that each side has at least 2.
+
+    Args:
+        labels: (N,) integer class ids (any integers; they need not be contiguous).
+        protocol: ``"closed"`` or ``"open"``.
+        seed: Non-negative seed; the same labels, arguments and seed give the same split.
+        val_fraction: Fraction of rows (of the training classes, for ``open``) for validation, in [0, 1).
+        test_fraction: Fraction of rows for test, in [0, 1); ``val_fraction + test_fraction`` must be < 1.
+
+    Returns:
+        The split, with sorted int64 index arrays.
+
+    Raises:
+        TypeError: ``labels`` is not integer, or a number argument has the wrong type.
+        ValueError: Bad shape, empty labels, unknown protocol, fractions out of range, or fewer than 4 classes
+            for ``open``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must have shape (N,), got {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must hold integer class ids, got dtype {labels.dtype}")
+    if labels.size == 0:
+        raise ValueError("labels must not be empty, got shape (0,)")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; available: {', '.join(PROTOCOLS)}")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    rng = np.random.default_rng(int(seed))
+    classes = np.unique(labels)
+    if protocol == "closed":
+        if val_fraction + test_fraction >= 1:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 1 so that training keeps rows, "
+                f"got {val_fraction} + {test_fraction}"
+            )
+        train, val, test = _stratified(labels, classes, rng, val_fraction, test_fraction)
+    else:
+        if classes.size < 4:
+            raise ValueError(
+                f"protocol 'open' needs at least 4 classes (the first half trains, the second half is held out for "
+                f"test, at least 2 on each side), got {classes.size}"
+            )
+        seen = classes[: math.ceil(classes.size / 2)]
+        train, val, _ = _stratified(labels, seen, rng, val_fraction, 0.0)
+        test = np.flatnonzero(~np.isin(labels, seen))
+    return Split(protocol=protocol, seed=int(seed), train=_sorted(train), val=_sorted(val), test=_sorted(test))
+
+
+def _stratified(
+    labels: np.ndarray, classes: np.ndarray, rng: np.random.Generator, val_fraction: float, test_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: shuffle its rows, take val then test, leave at least one row for train."""
+    parts: tuple[list[np.ndarray], ...] = ([], [], [])
+    for cls in classes:
+        rows = rng.permutation(np.flatnonzero(labels == cls))
+        n = rows.size
+        n_val, n_test = math.floor(n * val_fraction + 0.5), math.floor(n * test_fraction + 0.5)
+        excess = max(0, n_val + n_test - (n - 1))  # rows that must go back to train
+        cut_val = min(excess, n_val)
+        n_val, n_test = n_val - cut_val, n_test - (excess - cut_val)
+        parts[1].append(rows[:n_val])
+        parts[2].append(rows[n_val : n_val + n_test])
+        parts[0].append(rows[n_val + n_test :])
+    return tuple(np.concatenate(p) if p else np.empty(0, dtype=np.int64) for p in parts)  # type: ignore[return-value]
+
+
+def _sorted(rows: np.ndarray) -> np.ndarray:
+    return np.sort(rows.astype(np.int64, copy=False))
+
+
+def save_split(split: Split, path: str | os.PathLike[str]) -> None:
+    """Save a split as an NPZ file, atomically (a temporary file in the same folder, then ``os.replace``).
+
+    Args:
+        split: The split to save.
+        path: Destination file; its folder must exist. An existing file is replaced.
+
+    Raises:
+        TypeError: ``split`` is not a :class:`Split`.
+        FileNotFoundError: The destination folder does not exist.
+    """
+    if not isinstance(split, Split):
+        raise TypeError(f"split must be a Split, got {type(split).__name__}")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder for the split file not found: {path.parent}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(
+                handle, protocol=np.array(split.protocol), seed=np.int64(split.seed),
+                train=split.train, val=split.val, test=split.test,
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_split(path: str | os.PathLike[str]) -> Split:
+    """Load a split written by :func:`save_split`, checking that it is well formed.
+
+    Args:
+        path: The NPZ file.
+
+    Returns:
+        The split.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: The file is not a split file, or its indices are not sorted, disjoint, non-negative
+            integers covering ``0..N-1``. The message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: cannot read as a split NPZ: {error}") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a split file: expected an NPZ archive, got a single array")
+    with archive:
+        missing = [k for k in ("protocol", "seed", *_PARTS) if k not in archive.files]
+        if missing:
+            found = ", ".join(archive.files) or "none"
+            raise ValueError(f"{path}: not a split file: missing {', '.join(missing)}; found {found}")
+        try:
+            protocol, seed = archive["protocol"], archive["seed"]
+            parts = {k: archive[k] for k in _PARTS}
+        except ValueError as error:  # object arrays need pickle, which is refused
+            raise ValueError(f"{path}: cannot read arrays: {error}") from error
+    if protocol.shape != () or protocol.dtype.kind != "U" or str(protocol) not in PROTOCOLS:
+        raise ValueError(f"{path}: protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    protocol = str(protocol)
+    if seed.shape != () or seed.dtype.kind not in "iu":
+        raise ValueError(f"{path}: seed must be an integer scalar, got dtype {seed.dtype} shape {seed.shape}")
+    for name, rows in parts.items():
+        if rows.ndim != 1 or rows.dtype.kind not in "iu":
+            raise ValueError(f"{path}: {name} must be 1-D integer indices, got dtype {rows.dtype} shape {rows.shape}")
+        if rows.size > 1 and not (np.diff(rows) > 0).all():
+            raise ValueError(f"{path}: {name} indices must be sorted and unique")
+    rows = np.concatenate(list(parts.values())).astype(np.int64)
+    if not np.array_equal(np.sort(rows), np.arange(rows.size)):
+        raise ValueError(f"{path}: train, val and test must be disjoint and cover rows 0..{rows.size - 1}")
+    return Split(protocol=protocol, seed=int(seed), **{k: v.astype(np.int64) for k, v in parts.items()})

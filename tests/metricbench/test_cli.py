@@ -1,0 +1,148 @@
+"""End-to-end runs of the `metricbench` command line on the built-in data."""
+
+import json
+import re
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from metricbench.checkpoint import load_checkpoint
+from metricbench.cli import main
+
+FAST = ["--no-progress", "--set", "train.batch_size=64"]
+
+
+def train(out, *extra):
+    return main(["train", "--out", str(out), *FAST, *extra])
+
+
+@pytest.mark.slow
+def test_mnist5k_run_writes_config_checkpoint_metrics_and_export(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert train(out, "--dataset", "mnist5k", "--loss", "softmax", "--epochs", "1") == 0
+    assert {p.name for p in out.iterdir()} >= {"config.toml", "split.npz", "checkpoint.pt", "log.csv", "metrics.json",
+                                             "export", "tensorboard"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split_sizes"] == {"train": 3500, "val": 500, "test": 1000}
+    assert metrics["test"]["precision_at_1"] > 0.8  # chance is 0.1
+    vectors = np.loadtxt(out / "export" / "vectors.tsv", delimiter="\t")
+    assert vectors.shape == (1000, 64)
+    assert len((out / "export" / "metadata.tsv").read_text().splitlines()) == 1001  # header + rows
+    assert '"precision_at_1"' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["softmax", "arcface", "pml:ContrastiveLoss"])
+def test_digits_run_with_each_loss_kind(tmp_path, loss):
+    out = tmp_path / "run"
+    assert train(out, "--dataset", "digits", "--loss", loss, "--epochs", "3") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["precision_at_1"] > 0.5
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+
+
+def test_same_seed_same_metrics(tmp_path):
+    args = ["--dataset", "digits", "--epochs", "2", "--seed", "7"]
+    assert train(tmp_path / "a", *args) == 0 and train(tmp_path / "b", *args) == 0
+    a, b = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in "ab")
+    assert a["test"] == b["test"] and a["history"] == b["history"]
+    assert train(tmp_path / "c", "--dataset", "digits", "--epochs", "2", "--seed", "8") == 0
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["test"] != a["test"]
+
+
+@pytest.mark.parametrize("loss", ["softmax", "pml:TripletMarginLoss"])
+def test_resume_gives_the_uninterrupted_result(tmp_path, loss):
+    args = ["--dataset", "digits", "--epochs", "3", "--loss", loss]
+    assert train(tmp_path / "full", *args) == 0
+    assert train(tmp_path / "split", *args, "--stop-after-epochs", "1") == 0
+    assert not (tmp_path / "split" / "metrics.json").exists()
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["epoch"] == 1
+    assert main(["train", "--out", str(tmp_path / "split"), "--resume", "--no-progress"]) == 0
+    full, resumed = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("full", "split"))
+    assert resumed["test"] == full["test"] and resumed["history"] == full["history"]
+    a, b = (load_checkpoint(tmp_path / r / "checkpoint.pt")["model"] for r in ("full", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "split" / "log.csv").read_text().splitlines()
+    assert log == (tmp_path / "full" / "log.csv").read_text().splitlines()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metricbench", "train", "--out", str(out), "--dataset", "mnist5k", "--epochs", "50",
+         "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "Continue with: metricbench train --resume" in output
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert 1 <= state["epoch"] < 50
+    assert not (out / "metrics.json").exists()
+
+
+def test_existing_out_is_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert train(out, "--dataset", "digits", "--epochs", "1") == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    assert train(out, "--dataset", "digits", "--epochs", "1", "--overwrite") == 0
+    assert not (out / "keep.txt").exists() and (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "npz:/does/not/exist.npz"], "not found: /does/not/exist.npz"),
+    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--loss", "tripet"], "unknown loss 'tripet'; available:"),
+    (["--set", "loss.options.bogus=1"], r"unknown option\(s\) 'bogus' for loss 'softmax'"),
+])
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert train(out, "--dataset", "digits", *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("metricbench train: error:") and re.search(message, err), err
+    assert not out.exists()
+
+
+def test_resume_without_a_run_fails(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "no checkpoint to resume" in capsys.readouterr().err
+
+
+def test_eval_and_export_reuse_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, "--dataset", "digits", "--epochs", "1") == 0
+    trained = json.loads((out / "metrics.json").read_text())["test"]
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(trained)
+    assert main(["export", str(out), "--split", "val"]) == 0
+    vectors = np.loadtxt(out / "export-val" / "vectors.tsv", delimiter="\t")
+    assert vectors.shape[0] == json.loads((out / "metrics.json").read_text())["split_sizes"]["val"]
+
+
+def test_listing_commands(capsys):
+    assert main(["datasets"]) == 0
+    listing = capsys.readouterr().out
+    assert "mnist5k" in listing and "5000" in listing and "digits" in listing and "1797" in listing
+    assert main(["losses"]) == 0
+    listing = capsys.readouterr().out
+    assert "arcface" in listing and "margin=28.6" in listing and "pml:<LossName>" in listing
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "export", "datasets", "losses", "quickstart"])
+def test_every_command_has_help(command):
+    result = subprocess.run([sys.executable, "-m", "metricbench", command, "--help"], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "100"})
+    assert result.returncode == 0 and result.stdout.startswith(f"usage: metricbench {command}")
