@@ -44,7 +44,8 @@ def to_float32_matrix(x: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must have shape (num_points, dim), got {array.shape}")
     if array.shape[1] == 0:
         raise ValueError(f"{name} must have at least one column, got shape {array.shape}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported just below
+        array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
         raise ValueError(
@@ -64,8 +65,11 @@ def _check_k(k: Any, available: int, leave_one_out: bool) -> int:
 
 def _l2_normalized(x: np.ndarray) -> np.ndarray:
     """Row-normalised copy; all-zero rows stay zero (similarity 0 to everything)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    # Dividing by the largest |value| first keeps the float32 norm from overflowing or underflowing.
+    scale = np.abs(x).max(axis=1, keepdims=True)
+    out = np.divide(x, scale, out=np.zeros_like(x), where=scale > 0)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.divide(out, norms, out=out, where=norms > 0)
 
 
 def _chunk_size(k_search: int) -> int:

@@ -126,8 +126,12 @@ def _stratified(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per class: shuffle its rows, take val then test, leave at least one row for train."""
     parts: tuple[list[np.ndarray], ...] = ([], [], [])
-    for cls in classes:
-        rows = rng.permutation(np.flatnonzero(labels == cls))
+    # Rows grouped by class in one sort, not one scan per class: datasets such as SOP have ~10^4 classes.
+    order = np.argsort(labels, kind="stable")
+    grouped = labels[order]
+    starts, ends = np.searchsorted(grouped, classes, side="left"), np.searchsorted(grouped, classes, side="right")
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        rows = rng.permutation(order[start:end])
         n = rows.size
         n_val, n_test = math.floor(n * val_fraction + 0.5), math.floor(n * test_fraction + 0.5)
         excess = max(0, n_val + n_test - (n - 1))  # rows that must go back to train
@@ -136,7 +140,8 @@ def _stratified(
         parts[1].append(rows[:n_val])
         parts[2].append(rows[n_val : n_val + n_test])
         parts[0].append(rows[n_val + n_test :])
-    return tuple(np.concatenate(p) if p else np.empty(0, dtype=np.int64) for p in parts)  # type: ignore[return-value]
+    train, val, test = (np.concatenate(p) if p else np.empty(0, dtype=np.int64) for p in parts)
+    return train, val, test
 
 
 def _sorted(rows: np.ndarray) -> np.ndarray:
@@ -213,9 +218,10 @@ def load_split(path: str | os.PathLike[str]) -> Split:
     for name, rows in parts.items():
         if rows.ndim != 1 or rows.dtype.kind not in "iu":
             raise ValueError(f"{path}: {name} must be 1-D integer indices, got dtype {rows.dtype} shape {rows.shape}")
+        parts[name] = rows = rows.astype(np.int64)  # before np.diff: unsigned differences would wrap around
         if rows.size > 1 and not (np.diff(rows) > 0).all():
             raise ValueError(f"{path}: {name} indices must be sorted and unique")
-    rows = np.concatenate(list(parts.values())).astype(np.int64)
+    rows = np.concatenate(list(parts.values()))
     if not np.array_equal(np.sort(rows), np.arange(rows.size)):
         raise ValueError(f"{path}: train, val and test must be disjoint and cover rows 0..{rows.size - 1}")
-    return Split(protocol=protocol, seed=int(seed), **{k: v.astype(np.int64) for k, v in parts.items()})
+    return Split(protocol=protocol, seed=int(seed), **parts)

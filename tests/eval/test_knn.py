@@ -152,5 +152,28 @@ def test_non_finite_values_are_rejected_with_their_row(bad):
         knn_search(np.zeros((2, 3)), x, k=1)
 
 
+def test_cosine_is_scale_free_even_near_float32_limits():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((30, 4)).astype(np.float32)
+    reference = knn_search(x, k=3, metric="cosine")
+    for scale in (1e-30, 1e30):
+        scaled = knn_search(x * np.float32(scale), k=3, metric="cosine")
+        np.testing.assert_array_equal(scaled[1], reference[1])
+        np.testing.assert_allclose(scaled[0], reference[0], atol=1e-6)
+
+
+def test_zero_vector_has_cosine_similarity_zero():
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    distances, indices = knn_search(x[:1], x[1:], k=2, metric="cosine")
+    np.testing.assert_array_equal(distances, [[0.0, 0.0]])
+
+
+def test_squared_distance_overflow_is_an_error_not_garbage():
+    x = np.random.default_rng(7).standard_normal((8, 3)) * 1e20  # finite in float32, squares are not
+    with pytest.raises(ValueError, match="overflow float32"):
+        knn_search(x, k=2)
+
+
 def test_doctests():
-    assert doctest.testmod(knn_module).failed == 0
+    result = doctest.testmod(knn_module)
+    assert result.attempted > 0 and result.failed == 0

@@ -203,6 +203,15 @@ def test_idx_label_count_mismatch(tmp_path):
         load_dataset(f"idx:{tmp_path}")
 
 
+def test_idx_parts_must_share_image_size(tmp_path):
+    _write_idx(tmp_path / "train-images-idx3-ubyte", _images(2, 0))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 1]))
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 5, 5), dtype=np.uint8))
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte: expected uint8 images of size \(4, 5\)"):
+        load_dataset(f"idx:{tmp_path}")
+
+
 # ---------------------------------------------------------------- folder
 
 

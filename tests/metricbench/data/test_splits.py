@@ -130,7 +130,7 @@ def test_load_errors(tmp_path):
     np.savez(tmp_path / "overlap.npz", protocol="closed", seed=0, train=[0, 1], val=[1], test=[2])
     with pytest.raises(ValueError, match="must be disjoint and cover rows 0..3"):
         load_split(tmp_path / "overlap.npz")
-    np.savez(tmp_path / "unsorted.npz", protocol="closed", seed=0, train=[1, 0], val=[2], test=[3])
+    np.savez(tmp_path / "unsorted.npz", protocol="closed", seed=0, train=np.array([1, 0], np.uint8), val=[2], test=[3])
     with pytest.raises(ValueError, match="train indices must be sorted and unique"):
         load_split(tmp_path / "unsorted.npz")
     np.savez(tmp_path / "proto.npz", protocol="half", seed=0, train=[0], val=[1], test=[2])
