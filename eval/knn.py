@@ -1,18 +1,21 @@
 """Exact k-nearest-neighbour search: the one place metricbench talks to FAISS.
 
 Everything that needs neighbours (retrieval metrics, later distance statistics and approximate
-indexes) goes through `knn_search`, which converts its inputs to contiguous float32 once, builds
-the index, searches in memory-bounded query chunks and drops the self-match in leave-one-out mode.
+indexes) goes through `knn_search` or its streaming form `knn_search_chunks`: they convert the
+inputs to contiguous float32 once, build the index, search in memory-bounded query chunks and drop
+the self-match in leave-one-out mode.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import faiss
 import numpy as np
+from numpy.typing import ArrayLike
 
-__all__ = ["METRICS", "knn_search", "to_float32_matrix"]
+__all__ = ["METRICS", "knn_search", "knn_search_chunks", "to_float32_matrix"]
 
 METRICS = ("l2", "cosine")
 
@@ -20,7 +23,7 @@ METRICS = ("l2", "cosine")
 _CHUNK_BUDGET_BYTES = 256 * 2**20
 
 
-def to_float32_matrix(x: Any, name: str) -> np.ndarray:
+def to_float32_matrix(x: ArrayLike, name: str) -> np.ndarray:
     """Convert a 2-D numpy array or torch tensor to a finite, C-contiguous float32 array.
 
     Args:
@@ -95,9 +98,64 @@ def _drop_self(distances: np.ndarray, indices: np.ndarray, first_row: int) -> tu
     return distances[keep].reshape(rows, k), indices[keep].reshape(rows, k)
 
 
+def knn_search_chunks(
+    queries: ArrayLike,
+    gallery: ArrayLike | None = None,
+    *,
+    k: int,
+    metric: str = "l2",
+    chunk_size: int | None = None,
+) -> tuple[int, Iterator[tuple[int, np.ndarray, np.ndarray]]]:
+    """Validate, build the index, and return the query count and a lazy search over query chunks.
+
+    Consumers that reduce each chunk (retrieval metrics) never hold all (Nq, k) results at once;
+    `knn_search` collects them. Arguments are those of `knn_search`; all validation happens here,
+    before the first chunk is searched.
+
+    Returns:
+        (Nq, chunks): `chunks` yields (first_row, distances (rows, k) float32, indices (rows, k) int64)
+        for consecutive query rows, as `knn_search` would return them.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    leave_one_out = gallery is None
+    query_array = to_float32_matrix(queries, "queries")
+    gallery_array = query_array if leave_one_out else to_float32_matrix(gallery, "gallery")
+    if gallery_array.shape[1] != query_array.shape[1]:
+        raise ValueError(
+            f"queries and gallery must have the same dim, got {query_array.shape} and {gallery_array.shape}"
+        )
+    k = _check_k(k, gallery_array.shape[0] - int(leave_one_out), leave_one_out)
+    k_search = k + int(leave_one_out)
+    if chunk_size is None:
+        chunk_size = _chunk_size(k_search)
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+        raise TypeError(f"chunk_size must be an int or None, got {type(chunk_size).__name__}")
+    elif chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+    if metric == "cosine":
+        query_array = _l2_normalized(query_array)
+        gallery_array = query_array if leave_one_out else _l2_normalized(gallery_array)
+    index = _build_index(gallery_array, metric)
+
+    def chunks() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        for start in range(0, query_array.shape[0], int(chunk_size)):
+            distances, indices = index.search(query_array[start : start + int(chunk_size)], k_search)
+            if (indices < 0).any() or not np.isfinite(distances).all():
+                raise ValueError(
+                    "queries/gallery produce distances that overflow float32; rescale the embeddings"
+                )
+            if leave_one_out:
+                distances, indices = _drop_self(distances, indices, start)
+            yield start, distances, indices
+
+    return query_array.shape[0], chunks()
+
+
 def knn_search(
-    queries: Any,
-    gallery: Any = None,
+    queries: ArrayLike,
+    gallery: ArrayLike | None = None,
     *,
     k: int,
     metric: str = "l2",
@@ -113,7 +171,7 @@ def knn_search(
         k: number of neighbours, 1 <= k <= Ng (N - 1 for leave-one-out).
         metric: "l2" (squared Euclidean distance, ascending) or "cosine" (cosine similarity of
             L2-normalised copies, descending; an all-zero row has similarity 0 to everything).
-        chunk_size: queries per FAISS call; None picks one that keeps the search's working memory
+        chunk_size: queries per FAISS call; None picks one that keeps each call's working memory
             (result heaps plus FAISS's distance blocks) within about 256 MB.
 
     Returns:
@@ -122,7 +180,8 @@ def knn_search(
 
     Raises:
         TypeError: if an input is not numeric or `k`/`chunk_size` is not an int.
-        ValueError: on bad shapes, NaN/Inf, an unknown metric, or `k`/`chunk_size` out of range.
+        ValueError: on bad shapes, NaN/Inf, an unknown metric, `k`/`chunk_size` out of range, or
+            distances that overflow float32.
 
     Example:
         >>> x = np.array([[0.0], [1.0], [3.0]])
@@ -130,42 +189,10 @@ def knn_search(
         >>> indices[:, 0].tolist(), distances[:, 0].tolist()
         ([1, 0, 1], [1.0, 1.0, 4.0])
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    leave_one_out = gallery is None
-    query_array = to_float32_matrix(queries, "queries")
-    gallery_array = query_array if leave_one_out else to_float32_matrix(gallery, "gallery")
-    if gallery_array.shape[1] != query_array.shape[1]:
-        raise ValueError(
-            f"queries and gallery must have the same dim, got {query_array.shape} and {gallery_array.shape}"
-        )
-    available = gallery_array.shape[0] - int(leave_one_out)
-    k = _check_k(k, available, leave_one_out)
-    k_search = k + int(leave_one_out)
-    if chunk_size is None:
-        chunk_size = _chunk_size(k_search)
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise TypeError(f"chunk_size must be an int or None, got {type(chunk_size).__name__}")
-    elif chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-
-    if metric == "cosine":
-        query_array = _l2_normalized(query_array)
-        gallery_array = query_array if leave_one_out else _l2_normalized(gallery_array)
-    index = _build_index(gallery_array, metric)
-
-    num_queries = query_array.shape[0]
+    num_queries, chunks = knn_search_chunks(queries, gallery, k=k, metric=metric, chunk_size=chunk_size)
     distances = np.empty((num_queries, k), dtype=np.float32)
     indices = np.empty((num_queries, k), dtype=np.int64)
-    for start in range(0, num_queries, int(chunk_size)):
-        stop = min(start + int(chunk_size), num_queries)
-        chunk_distances, chunk_indices = index.search(query_array[start:stop], k_search)
-        if (chunk_indices < 0).any() or not np.isfinite(chunk_distances).all():
-            raise ValueError(
-                "queries/gallery produce distances that overflow float32; rescale the embeddings"
-            )
-        if leave_one_out:
-            chunk_distances, chunk_indices = _drop_self(chunk_distances, chunk_indices, start)
-        distances[start:stop] = chunk_distances
-        indices[start:stop] = chunk_indices
+    for start, chunk_distances, chunk_indices in chunks:
+        distances[start : start + len(chunk_indices)] = chunk_distances
+        indices[start : start + len(chunk_indices)] = chunk_indices
     return distances, indices

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .knn import to_float32_matrix
 
@@ -102,7 +103,8 @@ def _metadata_lines(metadata: Any, num_rows: int) -> list[str]:
     """Validate the columns and return the file's lines (header first when there are several columns)."""
     if not hasattr(metadata, "items"):
         raise TypeError(
-            f"metadata must be a mapping of column name -> values or a DataFrame, got {type(metadata).__name__}"
+            "metadata must be a mapping of column name -> values or a DataFrame, "
+            f"got {type(metadata).__name__}"
         )
     items = list(metadata.items())
     columns = dict(items)
@@ -135,7 +137,7 @@ def _metadata_lines(metadata: Any, num_rows: int) -> list[str]:
     return lines
 
 
-def _write_temp(path: Path, write: Any) -> Path:
+def _write_temp(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     """Run `write(file)` on a new temporary file beside `path`; return its path (the caller renames it)."""
     # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions, not 0600.
     temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
@@ -150,7 +152,7 @@ def _write_temp(path: Path, write: Any) -> Path:
 
 def write_projector_tsv(
     out_dir: str | os.PathLike[str],
-    embeddings: Any,
+    embeddings: ArrayLike,
     metadata: Mapping[str, Sequence[Any]] | pd.DataFrame,
 ) -> dict[str, Path]:
     """Write `vectors.tsv` and `metadata.tsv` for TensorBoard's Embedding Projector.
@@ -183,11 +185,11 @@ def write_projector_tsv(
     paths = {"vectors": directory / VECTORS_FILE, "metadata": directory / METADATA_FILE}
     rows_per_block = max(1, _VALUES_PER_BLOCK // vectors.shape[1])
 
-    def write_vectors(file: Any) -> None:
+    def write_vectors(file: BinaryIO) -> None:
         for start in range(0, vectors.shape[0], rows_per_block):
             file.write(_format_block(vectors[start : start + rows_per_block]))
 
-    def write_metadata(file: Any) -> None:
+    def write_metadata(file: BinaryIO) -> None:
         file.write(("\n".join(lines) + "\n").encode("utf-8"))
 
     temp_vectors = _write_temp(paths["vectors"], write_vectors)

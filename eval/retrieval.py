@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from .knn import METRICS, knn_search, to_float32_matrix
+from .knn import METRICS, knn_search_chunks, to_float32_matrix
 
 __all__ = ["map_at_r", "precision_at_1", "r_precision", "recall_at_k", "retrieval_metrics"]
 
@@ -51,7 +52,7 @@ def _first_r_hits(
     return (neighbors[:, :width] == queries[:, None]) & within_r, r
 
 
-def precision_at_1(neighbor_labels: Any, query_labels: Any) -> float:
+def precision_at_1(neighbor_labels: ArrayLike, query_labels: ArrayLike) -> float:
     """Fraction of queries whose nearest neighbour shares their label.
 
     Args:
@@ -66,7 +67,7 @@ def precision_at_1(neighbor_labels: Any, query_labels: Any) -> float:
     return float(np.mean(neighbors[:, 0] == queries))
 
 
-def recall_at_k(neighbor_labels: Any, query_labels: Any, k: int) -> float:
+def recall_at_k(neighbor_labels: ArrayLike, query_labels: ArrayLike, k: int) -> float:
     """Fraction of queries with at least one same-label item among their k nearest neighbours.
 
     Args:
@@ -80,11 +81,11 @@ def recall_at_k(neighbor_labels: Any, query_labels: Any, k: int) -> float:
     """
     neighbors, queries = _check_neighbor_labels(neighbor_labels, query_labels)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= neighbors.shape[1]:
-        raise ValueError(f"k must be an int in [1, {neighbors.shape[1]}] (neighbor_labels' columns), got {k!r}")
+        raise ValueError(f"k must be an int in [1, {neighbors.shape[1]}] (neighbor_labels columns), got {k!r}")
     return float(np.mean((neighbors[:, :k] == queries[:, None]).any(axis=1)))
 
 
-def r_precision(neighbor_labels: Any, query_labels: Any, num_relevant: Any) -> float:
+def r_precision(neighbor_labels: ArrayLike, query_labels: ArrayLike, num_relevant: ArrayLike) -> float:
     """Mean over queries of (same-label items among the first R neighbours) / R.
 
     Args:
@@ -101,7 +102,7 @@ def r_precision(neighbor_labels: Any, query_labels: Any, num_relevant: Any) -> f
     return float(np.mean(hits.sum(axis=1) / r))
 
 
-def map_at_r(neighbor_labels: Any, query_labels: Any, num_relevant: Any) -> float:
+def map_at_r(neighbor_labels: ArrayLike, query_labels: ArrayLike, num_relevant: ArrayLike) -> float:
     """Mean Average Precision at R: mean over queries of (1/R) * sum_{i<=R} P@i * [neighbour i relevant].
 
     Args:
@@ -139,13 +140,13 @@ def _check_ks(ks: Any, available: int) -> tuple[int, ...]:
 
 
 def retrieval_metrics(
-    embeddings: Any,
-    labels: Any,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
     *,
     ks: Sequence[int] = (1, 2, 4, 8),
     metric: str = "l2",
-    query_embeddings: Any = None,
-    query_labels: Any = None,
+    query_embeddings: ArrayLike | None = None,
+    query_labels: ArrayLike | None = None,
 ) -> dict[str, float]:
     """Recall@K, Precision@1, R-Precision and MAP@R of a labelled embedding set.
 
@@ -154,7 +155,8 @@ def retrieval_metrics(
     sharing the query's label (excluding the query itself in leave-one-out). Queries with R = 0
     (a singleton class in leave-one-out, or a label absent from the gallery) can never be answered
     and are left out of every average, as pytorch-metric-learning's `AccuracyCalculator` does; when
-    no query is left, every metric is NaN.
+    no query is left, every metric is NaN. The search fetches max(max(ks), max R) neighbours and the
+    metrics are reduced chunk by chunk, so the (Nq, k) neighbour table is never held in memory.
 
     Args:
         embeddings: (N, D) gallery embeddings, numpy array or torch tensor.
@@ -193,6 +195,9 @@ def retrieval_metrics(
         query_label_array = _to_labels(
             query_labels, "query_labels", queries.shape[0], "query_embeddings rows"
         )
+    if gallery.shape[0] < 1 + int(leave_one_out):
+        needed = "2 rows for leave-one-out" if leave_one_out else "1 row"
+        raise ValueError(f"embeddings must have at least {needed}, got shape {gallery.shape}")
     ks = _check_ks(ks, gallery.shape[0] - int(leave_one_out))
 
     classes, counts = np.unique(gallery_labels, return_counts=True)
@@ -204,15 +209,25 @@ def retrieval_metrics(
     if not answerable.any():
         return dict.fromkeys(names, float("nan"))
 
+    # R-Precision and MAP@R read the first R neighbours, Recall@K the first K.
     k = max(max(ks), int(num_relevant.max()))
-    if leave_one_out:
-        _, indices = knn_search(gallery, k=k, metric=metric)
-    else:
-        _, indices = knn_search(queries, gallery, k=k, metric=metric)
-    neighbor_labels = gallery_labels[indices[answerable]]
-    answerable_labels, r = query_label_array[answerable], num_relevant[answerable]
-    results = {f"recall_at_{n}": recall_at_k(neighbor_labels, answerable_labels, n) for n in ks}
-    results["precision_at_1"] = precision_at_1(neighbor_labels, answerable_labels)
-    results["r_precision"] = r_precision(neighbor_labels, answerable_labels, r)
-    results["map_at_r"] = map_at_r(neighbor_labels, answerable_labels, r)
-    return results
+    _, chunks = knn_search_chunks(
+        gallery if leave_one_out else queries, None if leave_one_out else gallery, k=k, metric=metric
+    )
+    # Average chunk by chunk (weighted by answerable queries), so (Nq, k) neighbours never sit in memory.
+    totals = dict.fromkeys(names, 0.0)
+    for start, _, indices in chunks:
+        rows = slice(start, start + len(indices))
+        keep = answerable[rows]
+        if not keep.any():
+            continue
+        neighbor_labels = gallery_labels[indices[keep]]
+        chunk_labels, r = query_label_array[rows][keep], num_relevant[rows][keep]
+        chunk = {f"recall_at_{n}": recall_at_k(neighbor_labels, chunk_labels, n) for n in ks}
+        chunk["precision_at_1"] = precision_at_1(neighbor_labels, chunk_labels)
+        chunk["r_precision"] = r_precision(neighbor_labels, chunk_labels, r)
+        chunk["map_at_r"] = map_at_r(neighbor_labels, chunk_labels, r)
+        for name, value in chunk.items():
+            totals[name] += value * int(keep.sum())
+    count = int(answerable.sum())
+    return {name: total / count for name, total in totals.items()}

@@ -175,7 +175,7 @@ def _losses(_: argparse.Namespace) -> int:
         cls = loss_class(name)
         fields = dataclasses.fields(cls.Config)
         options = ", ".join(f"{f.name}={f.default!r}" if f.default is not dataclasses.MISSING else f.name for f in fields)
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        summary = next(iter((cls.__doc__ or "").strip().splitlines()), "")
         print(f"{name:16s} {summary}\n{'':16s} options: {options or '(none)'}")
     print(f"{'pml:<LossName>':16s} any pytorch-metric-learning loss; options: its keyword arguments, miner, miner_options")
     return 0

@@ -53,6 +53,15 @@ def _input_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
+def _saved_split(run_dir: Path, data: Dataset) -> Split:
+    split = load_split(run_dir / SPLIT)
+    rows = len(split.train) + len(split.val) + len(split.test)
+    if rows != len(data):
+        raise ValueError(f"{str(run_dir / SPLIT)!r} covers {rows} rows but dataset {data.name!r} now has {len(data)}; "
+                         "the data changed since this run was made")
+    return split
+
+
 def _build(config: ExperimentConfig, data: Dataset, split: Split) -> tuple[EmbeddingNet, EmbeddingLoss]:
     torch.manual_seed(config.seed)  # fixes the initial weights of model and loss
     mean, std = _input_stats(data.x[split.train])
@@ -109,7 +118,7 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
 
     # Everything that can fail on bad input happens before the run directory is touched.
     data = _load_data(config)
-    split = load_split(out / SPLIT) if resume else make_split(
+    split = _saved_split(out, data) if resume else make_split(
         data.y, protocol=config.data.protocol, seed=config.seed,
         val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
     )
@@ -164,7 +173,9 @@ def evaluate_split(model: EmbeddingNet, data: Dataset, rows: np.ndarray, config:
                    *, device: torch.device) -> dict[str, float]:
     """Leave-one-out retrieval metrics of the given rows (normally the test split)."""
     x, y = _rows(data, rows)
-    return retrieval_metrics(embed(model, x, device=device), y, ks=config.eval.ks, metric=config.eval.metric)
+    # A small split cannot answer Recall@K for K beyond its other rows; report the Ks it can.
+    ks = tuple(k for k in config.eval.ks if k < len(rows)) or (1,)
+    return retrieval_metrics(embed(model, x, device=device), y, ks=ks, metric=config.eval.metric)
 
 
 def export_split(model: EmbeddingNet, data: Dataset, rows: np.ndarray, out_dir: Path, *, device: torch.device) -> dict[str, Path]:
@@ -193,7 +204,7 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no {CONFIG})")
     config = load_config(run_dir / CONFIG)
     data = _load_data(config)
-    split = load_split(run_dir / SPLIT)
+    split = _saved_split(run_dir, data)
     model, _ = _build(config, data, split)
     model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
     torch_device = resolve_device(device)

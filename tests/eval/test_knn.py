@@ -95,6 +95,17 @@ def test_tiny_chunks_give_the_same_result_as_one_chunk(gallery_size, metric):
         np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-5, atol=1e-5)
 
 
+def test_chunks_cover_consecutive_rows_and_validate_before_searching():
+    x = np.random.default_rng(8).standard_normal((25, 3))
+    num_queries, chunks = knn_module.knn_search_chunks(x, k=2, chunk_size=10)
+    pieces = list(chunks)
+    assert num_queries == 25 and [start for start, _, _ in pieces] == [0, 10, 20]
+    assert [len(indices) for _, _, indices in pieces] == [10, 10, 5]
+    np.testing.assert_array_equal(np.concatenate([i for _, _, i in pieces]), knn_search(x, k=2)[1])
+    with pytest.raises(ValueError, match="k must be in"):
+        knn_module.knn_search_chunks(x, k=25)  # raised on the call, not on first iteration
+
+
 def test_default_chunk_size_bounds_memory():
     assert knn_module._chunk_size(10) > 1000
     per_query_bytes = knn_module._CHUNK_BUDGET_BYTES / knn_module._chunk_size(100_000)

@@ -9,6 +9,7 @@ from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
 
+import metricbench.eval.knn as knn_module
 import metricbench.eval.retrieval as retrieval_module
 from metricbench.eval import map_at_r, precision_at_1, r_precision, recall_at_k, retrieval_metrics
 
@@ -81,7 +82,8 @@ def test_query_gallery_matches_accuracy_calculator(metric):
     gallery, gallery_labels = _clusters([1, 2, 30, 60, 4, 9], 5, seed=3)
     queries, query_labels = _clusters([3, 5, 12, 20, 2, 1, 6], 5, seed=4)  # label 6 is not in the gallery
     ours = retrieval_metrics(
-        gallery, gallery_labels, ks=(1, 3, 10), metric=metric, query_embeddings=queries, query_labels=query_labels
+        gallery, gallery_labels, ks=(1, 3, 10), metric=metric,
+        query_embeddings=queries, query_labels=query_labels,
     )
     theirs = _pml(metric, queries, query_labels, gallery, gallery_labels)
     for key, pml_key in PML_NAMES.items():
@@ -139,6 +141,16 @@ def test_every_metric_is_nan_when_no_query_can_be_answered():
     assert all(np.isnan(value) for value in disjoint.values())
 
 
+@pytest.mark.parametrize("query_gallery", [False, True])
+def test_metrics_averaged_over_many_search_chunks_equal_one_chunk(monkeypatch, query_gallery):
+    x, y = _clusters([1, 3, 9, 25, 40], 4, seed=9)
+    kwargs = {"query_embeddings": x[:50], "query_labels": y[:50]} if query_gallery else {}
+    whole = retrieval_metrics(x, y, ks=(1, 5), **kwargs)
+    monkeypatch.setattr(knn_module, "_CHUNK_BUDGET_BYTES", 1)  # one query per FAISS call
+    assert knn_module._chunk_size(40) == 1
+    assert retrieval_metrics(x, y, ks=(1, 5), **kwargs) == pytest.approx(whole, abs=1e-12)
+
+
 def test_torch_inputs_give_the_same_numbers():
     x, y = _clusters([8, 12, 20], 4, seed=7)
     expected = retrieval_metrics(x, y)
@@ -157,8 +169,9 @@ def test_torch_inputs_give_the_same_numbers():
         ({"ks": ()}, TypeError, "ks must be a non-empty sequence"),
         ({"metric": "dot"}, ValueError, "metric must be one of"),
         ({"query_embeddings": np.zeros((2, 3))}, ValueError, "must be given together"),
-        ({"query_embeddings": np.zeros((2, 2)), "query_labels": [0, 1]}, ValueError, "query_embeddings must have dim 3"),
-        ({"query_embeddings": np.zeros((2, 3)), "query_labels": [0]}, ValueError, r"query_labels must have shape \(2,\)"),
+        ({"query_embeddings": np.zeros((2, 2)), "query_labels": [0, 1]}, ValueError, "query_embeddings .* dim 3"),
+        ({"query_embeddings": np.zeros((2, 3)), "query_labels": [0]}, ValueError, r"query_labels .* \(2,\)"),
+        ({"embeddings": np.zeros((1, 3)), "labels": [0]}, ValueError, "at least 2 rows for leave-one-out"),
         ({"embeddings": np.full((10, 3), np.nan)}, ValueError, "embeddings must be finite"),
     ],
 )

@@ -146,3 +146,21 @@ def test_every_command_has_help(command):
     result = subprocess.run([sys.executable, "-m", "metricbench", command, "--help"], capture_output=True, text=True,
                             env={**os.environ, "COLUMNS": "100"})
     assert result.returncode == 0 and result.stdout.startswith(f"usage: metricbench {command}")
+
+
+def test_user_npz_run_and_changed_data_is_detected(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 30)
+    x = rng.normal(size=(120, 5)) + 4 * np.eye(4, 5)[y]
+    data = tmp_path / "mine.npz"
+    np.savez(data, x=x, y=y, class_names=np.array(["ant", "bee", "cat", "dog"]))
+    out = tmp_path / "run"
+    assert train(out, "--dataset", f"npz:{data}", "--epochs", "2", "--protocol", "open") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_classes"] == 4 and metrics["split_sizes"]["test"] == 60  # the unseen half of the classes
+    labels = (out / "export" / "metadata.tsv").read_text().splitlines()[1:]
+    assert {line.split("\t")[0] for line in labels} == {"cat", "dog"}
+    np.savez(data, x=x[:100], y=y[:100])
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    assert "covers 120 rows but dataset" in capsys.readouterr().err
