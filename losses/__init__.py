@@ -9,6 +9,7 @@ from .registry import available_losses, build_loss, make_config, register_loss
 
 # Importing a loss module registers it.
 from .softmax import SoftmaxLoss, SoftmaxLossConfig
+from .center import CenterLoss, CenterLossConfig, CenterTerm, CenterTermConfig
 from .softmax_family import (
     ArcFaceLoss,
     ArcFaceLossConfig,
@@ -23,6 +24,10 @@ from .weighted_sum import WeightedSumLoss, WeightedSumLossConfig
 __all__ = [
     "ArcFaceLoss",
     "ArcFaceLossConfig",
+    "CenterLoss",
+    "CenterLossConfig",
+    "CenterTerm",
+    "CenterTermConfig",
     "CosFaceLoss",
     "CosFaceLossConfig",
     "EmbeddingLoss",
