@@ -164,3 +164,17 @@ def test_user_npz_run_and_changed_data_is_detected(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out)]) == 2
     assert "covers 120 rows but dataset" in capsys.readouterr().err
+
+
+def test_tensorboard_reads_the_logged_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert train(out, "--dataset", "digits", "--epochs", "2", "--set", "train.log_every=5") == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/ce", "train/lr", "val/precision_at_1", "val/map_at_r"} <= tags
+    steps = [e.step for e in events.Scalars("train/loss")]
+    assert steps == sorted(steps) and steps[0] == 5
+    assert len(events.Scalars("val/precision_at_1")) == 2

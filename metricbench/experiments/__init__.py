@@ -1,0 +1,1 @@
+"""Reproductions of published figures; each module runs with `python -m metricbench.experiments.<name>`."""
