@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test perf clean
+.PHONY: install run test perf center-figure clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 # Speed benchmarks (not part of `make test`); each writes its numbers under results/perf/.
 perf: $(STAMP)
 	$(PY) -m pytest tests/perf --override-ini addopts= -p no:cacheprovider -q
+
+# The center-loss paper's MNIST 2-D picture; writes results/center-loss-mnist2d/.
+center-figure: $(STAMP)
+	$(PY) -m metricbench.experiments.center_mnist2d --out results/center-loss-mnist2d
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

@@ -15,23 +15,12 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.metrics import silhouette_score
 
-from .knn import METRICS, to_float32_matrix
+from .knn import METRICS, to_float32_matrix, to_int_labels
 
 __all__ = ["class_distance_stats"]
 
 # Centroid-distance entries per row block (32 MiB of float64; a few such temporaries live at once).
 _BLOCK_ENTRIES = 2**22
-
-
-def _check_labels(labels: Any, length: int) -> np.ndarray:
-    if hasattr(labels, "detach") and hasattr(labels, "cpu"):  # a torch tensor
-        labels = labels.detach().cpu().numpy()
-    array = np.asarray(labels)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"labels must hold integers, got dtype {array.dtype}")
-    if array.shape != (length,):
-        raise ValueError(f"labels must have shape ({length},) to match embeddings rows, got {array.shape}")
-    return array
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
@@ -208,7 +197,7 @@ def class_distance_stats(
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     x = to_float32_matrix(embeddings, "embeddings").astype(np.float64)
-    label_array = _check_labels(labels, x.shape[0])
+    label_array = to_int_labels(labels, "labels", x.shape[0], "embeddings rows")
     max_silhouette = _check_int(max_silhouette, "max_silhouette", 3)
     seed = _check_int(seed, "seed", 0)
     classes, inverse, sizes = np.unique(label_array, return_inverse=True, return_counts=True)

@@ -15,12 +15,24 @@ import faiss
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["METRICS", "knn_search", "knn_search_chunks", "to_float32_matrix"]
+__all__ = ["METRICS", "knn_search", "knn_search_chunks", "to_float32_matrix", "to_int_labels"]
 
 METRICS = ("l2", "cosine")
 
 # Working memory one search chunk may use (result heaps and FAISS's distance blocks), in bytes.
 _CHUNK_BUDGET_BYTES = 256 * 2**20
+
+
+def to_int_labels(labels: Any, name: str, length: int, rows_of: str) -> np.ndarray:
+    """Convert (N,) integer labels (numpy or torch) to a numpy array, checking dtype and length."""
+    if hasattr(labels, "detach") and hasattr(labels, "cpu"):
+        labels = labels.detach().cpu().numpy()
+    array = np.asarray(labels)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    if array.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},) to match {rows_of}, got {array.shape}")
+    return array
 
 
 def to_float32_matrix(x: ArrayLike, name: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .knn import METRICS, knn_search_chunks, to_float32_matrix
+from .knn import METRICS, knn_search_chunks, to_float32_matrix, to_int_labels
 
 __all__ = ["map_at_r", "precision_at_1", "r_precision", "recall_at_k", "retrieval_metrics"]
 
@@ -119,17 +119,6 @@ def map_at_r(neighbor_labels: ArrayLike, query_labels: ArrayLike, num_relevant: 
     return float(np.mean((precision_at_i * hits).sum(axis=1) / r))
 
 
-def _to_labels(labels: Any, name: str, length: int, rows_of: str) -> np.ndarray:
-    if hasattr(labels, "detach") and hasattr(labels, "cpu"):
-        labels = labels.detach().cpu().numpy()
-    array = np.asarray(labels)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
-    if array.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},) to match {rows_of}, got {array.shape}")
-    return array
-
-
 def _check_ks(ks: Any, available: int) -> tuple[int, ...]:
     if isinstance(ks, (int, str)) or not isinstance(ks, Sequence) or len(ks) == 0:
         raise TypeError(f"ks must be a non-empty sequence of ints, got {ks!r}")
@@ -180,7 +169,7 @@ def retrieval_metrics(
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     gallery = to_float32_matrix(embeddings, "embeddings")
-    gallery_labels = _to_labels(labels, "labels", gallery.shape[0], "embeddings rows")
+    gallery_labels = to_int_labels(labels, "labels", gallery.shape[0], "embeddings rows")
     leave_one_out = query_embeddings is None
     if leave_one_out != (query_labels is None):
         raise ValueError("query_embeddings and query_labels must be given together, got only one of them")
@@ -192,7 +181,7 @@ def retrieval_metrics(
             raise ValueError(
                 f"query_embeddings must have dim {gallery.shape[1]} like embeddings, got {queries.shape}"
             )
-        query_label_array = _to_labels(
+        query_label_array = to_int_labels(
             query_labels, "query_labels", queries.shape[0], "query_embeddings rows"
         )
     if gallery.shape[0] < 1 + int(leave_one_out):

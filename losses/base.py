@@ -51,7 +51,8 @@ def validate_batch(embeddings: Tensor, labels: Tensor, num_classes: int | None =
     if labels.ndim != 1:
         raise ValueError(f"labels must have shape (batch,), got {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+        # A ValueError like every other label problem, so callers catch one type for bad labels.
+        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
     if labels.shape[0] != embeddings.shape[0]:
         raise ValueError(
             f"labels must have one entry per embedding: embeddings {tuple(embeddings.shape)}, "

@@ -98,7 +98,7 @@ def test_shape_errors_name_the_argument(name, embeddings, labels, message):
 
 
 def test_dtype_errors(name):
-    with pytest.raises(TypeError, match="labels must be an integer tensor, got torch.float32"):
+    with pytest.raises(ValueError, match="labels must be an integer tensor, got torch.float32"):
         make(name)(torch.randn(4, DIM), torch.zeros(4))
     with pytest.raises(TypeError, match="embeddings must be a floating tensor"):
         make(name)(torch.zeros(4, DIM, dtype=torch.long), torch.zeros(4, dtype=torch.long))
