@@ -19,6 +19,8 @@ from .softmax_family import (
     NormSoftmaxLossConfig,
 )
 from .pml_adapter import PMLLoss, PMLLossConfig
+from .triplet_hard import TripletHardLoss, TripletHardLossConfig
+from .triplet_semihard import TripletSemiHardLoss, TripletSemiHardLossConfig
 from .weighted_sum import WeightedSumLoss, WeightedSumLossConfig
 
 __all__ = [
@@ -38,6 +40,10 @@ __all__ = [
     "PMLLossConfig",
     "SoftmaxLoss",
     "SoftmaxLossConfig",
+    "TripletHardLoss",
+    "TripletHardLossConfig",
+    "TripletSemiHardLoss",
+    "TripletSemiHardLossConfig",
     "WeightedSumLoss",
     "WeightedSumLossConfig",
     "available_losses",

@@ -53,6 +53,8 @@ def validate_batch(embeddings: Tensor, labels: Tensor, num_classes: int | None =
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         # A ValueError like every other label problem, so callers catch one type for bad labels.
         raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+    if embeddings.shape[0] == 0:
+        raise ValueError(f"embeddings must hold at least one row, got {tuple(embeddings.shape)}")
     if labels.shape[0] != embeddings.shape[0]:
         raise ValueError(
             f"labels must have one entry per embedding: embeddings {tuple(embeddings.shape)}, "
@@ -84,7 +86,8 @@ class EmbeddingLoss(nn.Module):
     #: True for losses that index a per-class table (a softmax head, centers): labels must be in [0, C).
     indexes_classes: ClassVar[bool] = False
     #: True for losses that learn only from pairs of one class inside a batch (triplet, contrastive):
-    #: the trainer then samples m-per-class batches by default.
+    #: the trainer then samples m-per-class batches by default. Such losses report the part
+    #: `"positive_pairs"`, and the trainer warns when batches keep arriving without any.
     needs_positive_pairs: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, *, num_classes: int, embedding_dim: int) -> None:

@@ -6,6 +6,7 @@ One step reads top to bottom: forward → loss → backward → clip → step �
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -19,6 +20,8 @@ from .config import OptimConfig, TrainConfig
 from .sampling import epoch_batches
 
 __all__ = ["Trainer", "build_optimizer", "embed", "resolve_device"]
+
+_NO_POSITIVES_PATIENCE = 3
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,6 +103,7 @@ class Trainer:
         )
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
+        self._logs_without_positives = 0  # consecutive logged batches with no positive pair
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         cfg = self.train_config
@@ -137,6 +141,7 @@ class Trainer:
                 values = {f"train/{k}": float(v) for k, v in scalars.items()}
                 self._check_finite(values["train/loss"])
                 values["train/lr"] = self.scheduler.get_last_lr()[0]
+                self._watch_positive_pairs(values.get("train/positive_pairs"))
                 bar.set_postfix(loss=f"{values['train/loss']:.4f}")
                 if log is not None:
                     log(self.step, values)
@@ -144,6 +149,20 @@ class Trainer:
         means = {k: float(v) / len(batches) for k, v in sums.items()}
         self._check_finite(means["loss"])
         return means
+
+    def _watch_positive_pairs(self, positive_pairs: float | None) -> None:
+        """Warn once when pair-based losses keep getting batches without two samples of one class."""
+        if positive_pairs is None:
+            return
+        self._logs_without_positives = self._logs_without_positives + 1 if positive_pairs == 0 else 0
+        if self._logs_without_positives == _NO_POSITIVES_PATIENCE:
+            warnings.warn(
+                f"the last {_NO_POSITIVES_PATIENCE} logged batches had no positive pair (two samples of one class), "
+                "so the loss was 0 and nothing was learned from them; sample m per class with "
+                "--set train.sampler='m-per-class' (and optionally train.m_per_class=4)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _check_finite(self, loss: float) -> None:
         if not math.isfinite(loss):

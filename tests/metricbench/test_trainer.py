@@ -47,3 +47,26 @@ def test_pair_losses_get_m_per_class_batches_by_default():
     for batch in trainer.batches(0):
         assert np.bincount(labels[batch]).max() >= 2
     assert make_trainer()[0].sampler == "random"
+
+
+def test_warns_once_when_batches_keep_arriving_without_positive_pairs():
+    import warnings
+
+    import pytest
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="mlp", embedding_dim=4, hidden=(8,)), input_shape=(6,),
+                        mean=torch.zeros(6), std=torch.ones(6))
+    labels = np.arange(64)  # every sample its own class: no batch can hold a positive pair
+    trainer = Trainer(model, build_loss("triplet-semihard", num_classes=64, embedding_dim=4), optim=OptimConfig(),
+                      train=TrainConfig(epochs=2, batch_size=8, sampler="random", log_every=1), labels=labels, seed=0,
+                      device=torch.device("cpu"))
+    x, y = torch.randn(64, 6), torch.from_numpy(labels)
+    with pytest.warns(RuntimeWarning, match=r"no positive pair .* --set train.sampler='m-per-class'") as record:
+        trainer.train_epoch(x, y, progress=False)
+        trainer.train_epoch(x, y, progress=False)
+    assert len([w for w in record if "positive pair" in str(w.message)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # m-per-class batches: no warning
+        ok, ok_labels = make_trainer(loss="triplet-semihard")
+        ok.train_epoch(torch.randn(60, 6), torch.from_numpy(ok_labels), progress=False)
