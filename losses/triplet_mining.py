@@ -20,15 +20,20 @@ def pair_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
 
 @dataclass(frozen=True)
 class SemiHardMining:
-    """Result of `semihard_negatives`; every (B, B) entry [a, p] describes the pair anchor a, positive p.
+    """Result of `semihard_negatives`, one row per anchor a and one column per positive of a
+    (K = the largest number of positives of any anchor; shorter rows are padded).
 
     Attributes:
-        positive: bool, (a, p) is an ordered positive pair.
-        negative_distance: d(a, n) of the chosen negative n, differentiable (gathered from the distances).
-        semihard: bool, a negative with d(a, n) > d(a, p) existed (otherwise the anchor's farthest one was used).
+        positive_index: (B, K) int, the positive p of each column (padding: arbitrary).
+        valid: (B, K) bool, the column holds an ordered positive pair (a, p), a ≠ p.
+        positive_distance: (B, K) d(a, p), differentiable (gathered from the distances).
+        negative_distance: (B, K) d(a, n) of the chosen negative n, differentiable.
+        semihard: (B, K) bool, a negative with d(a, n) > d(a, p) existed (else the farthest one was used).
     """
 
-    positive: Tensor
+    positive_index: Tensor
+    valid: Tensor
+    positive_distance: Tensor
     negative_distance: Tensor
     semihard: Tensor
 
@@ -37,9 +42,10 @@ def semihard_negatives(distances: Tensor, labels: Tensor) -> SemiHardMining:
     """For every ordered positive pair (a, p): the closest negative n with d(a, n) > d(a, p); if there
     is none, the anchor's farthest negative (TF Addons' `triplet_semihard_loss` rule).
 
-    Each anchor's negative distances are sorted once, and a `searchsorted` finds, for every positive
-    distance, the first strictly larger one: O(B² log B) time, O(B²) memory. Anchors without any
-    negative (a single-class batch) get their own distance 0 (d(a, a)) and must be masked by the caller.
+    Each anchor's negative distances are sorted once, and a `searchsorted` finds, for each of its
+    positive distances, the first strictly larger one: O(B² log B) time, O(B²) memory. Anchors
+    without any negative (a single-class batch) get their own distance d(a, a) and must be masked
+    by the caller.
 
     Args:
         distances: (B, B) pairwise distances.
@@ -47,16 +53,19 @@ def semihard_negatives(distances: Tensor, labels: Tensor) -> SemiHardMining:
     """
     positive, negative = pair_masks(labels)
     batch = len(labels)
-    d = distances.detach()
-    sorted_negatives, order = torch.where(negative, d, torch.inf).sort(dim=1)
+    k = max(int(positive.sum(dim=1).max()), 1)  # one sync: the width of the per-anchor positive lists
+    positive_index = torch.argsort(~positive, dim=1, stable=True)[:, :k]
+    valid = positive.gather(1, positive_index)
+    positive_distance = distances.gather(1, positive_index)
+
+    sorted_negatives, order = torch.where(negative, distances.detach(), torch.inf).sort(dim=1)
     num_negatives = negative.sum(dim=1, keepdim=True)
-    first_farther = torch.searchsorted(sorted_negatives, d.contiguous(), right=True)
+    first_farther = torch.searchsorted(sorted_negatives, positive_distance.detach().contiguous(), right=True)
     semihard = first_farther < num_negatives
     farthest = order.gather(1, (num_negatives - 1).clamp_min(0))
-    closest_farther = order.gather(1, first_farther.clamp_max(batch - 1))
-    chosen = torch.where(semihard, closest_farther, farthest)
+    chosen = torch.where(semihard, order.gather(1, first_farther.clamp_max(batch - 1)), farthest)
     chosen = torch.where(num_negatives > 0, chosen, torch.arange(batch, device=labels.device)[:, None])
-    return SemiHardMining(positive, distances.gather(1, chosen), semihard)
+    return SemiHardMining(positive_index, valid, positive_distance, distances.gather(1, chosen), semihard)
 
 
 def hardest_pairs(distances: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

@@ -56,8 +56,8 @@ class TripletSemiHardLoss(EmbeddingLoss):
         distances = pairwise_distances(embeddings, self.config.distance)
         mined = semihard_negatives(distances, labels)
         single_class = (labels == labels[0]).all()
-        pairs = mined.positive & ~single_class
-        hinge = (self.config.margin + distances - mined.negative_distance).clamp_min(0.0)
+        pairs = mined.valid & ~single_class
+        hinge = (self.config.margin + mined.positive_distance - mined.negative_distance).clamp_min(0.0)
         hinge = torch.where(pairs, hinge, 0.0)
         num_pairs = pairs.sum()
         denominator = num_pairs.clamp_min(1).to(distances.dtype)
@@ -69,7 +69,7 @@ class TripletSemiHardLoss(EmbeddingLoss):
                 "semihard_fraction": semihard,
                 "fallback_fraction": torch.where(num_pairs > 0, 1.0 - semihard, 0.0),
                 "active_fraction": ((hinge > 0) & pairs).sum() / denominator,
-                "mean_d_ap": torch.where(pairs, distances, 0.0).sum() / denominator,
+                "mean_d_ap": torch.where(pairs, mined.positive_distance, 0.0).sum() / denominator,
                 "mean_d_an": torch.where(pairs, mined.negative_distance, 0.0).sum() / denominator,
                 "degenerate": (num_pairs == 0).to(distances.dtype),
             }

@@ -54,13 +54,19 @@ def test_mining_picks_the_closest_strictly_farther_negative():
                       [3.0, 5.0, 1.0, 0.0, 1.0],
                       [2.0, 5.0, 1.0, 1.0, 0.0]])
     mined = semihard_negatives(d, torch.tensor([0, 0, 1, 1, 1]))
+    chosen = {(a, int(p)): (mined.negative_distance[a, k].item(), bool(mined.semihard[a, k]))
+              for a in range(5) for k, p in enumerate(mined.positive_index[a]) if mined.valid[a, k]}
+    assert len(chosen) == 2 + 6  # ordered positive pairs: 2 in class 0, 6 in class 1
     # Anchor 0, positive 1 (d = 1): negatives at 1 (not > 1), 3, 2 → 2. Anchor 1, positive 0: all at 5 → 5.
-    assert mined.negative_distance[0, 1].item() == 2.0 and mined.semihard[0, 1]
-    assert mined.negative_distance[1, 0].item() == 5.0
-    # Anchor 3, positive 2 (d = 1): negatives at 3, 5 → 3; anchor 2, positive 3 (d = 1): negatives at 1, 5 → 5.
-    assert mined.negative_distance[3, 2].item() == 3.0 and mined.negative_distance[2, 3].item() == 5.0
-    # Anchor 4, positive 2 (d = 1): negatives at 2, 5, both > 1 → 2.
-    assert mined.negative_distance[4, 2].item() == 2.0
+    assert chosen[(0, 1)] == (2.0, True) and chosen[(1, 0)] == (5.0, True)
+    # Anchor 3, positive 2 (d = 1): negatives at 3, 5 → 3. Anchor 2, positive 3 (d = 1): negatives at 1, 5 → 5.
+    assert chosen[(3, 2)] == (3.0, True) and chosen[(2, 3)] == (5.0, True)
+    # Anchor 4, positive 2 (d = 1): negatives at 2, 5 → 2.
+    assert chosen[(4, 2)] == (2.0, True)
+    # Anchor 2 against a positive farther than all its negatives would fall back to its farthest negative, 5.
+    d[2, 3] = d[2, 4] = 9.0
+    far = semihard_negatives(d, torch.tensor([0, 0, 1, 1, 1]))
+    assert far.negative_distance[2][far.valid[2]].tolist() == [5.0, 5.0] and not far.semihard[2].any()
 
 
 @pytest.mark.parametrize("distance", DISTANCES)
