@@ -10,32 +10,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import EmbeddingLoss, LossOutput
-from .distances import DISTANCES, pairwise_distances
+from .distances import pairwise_distances
 from .registry import register_loss
 from .triplet_mining import hardest_pairs, pair_masks
+from .triplet_semihard import TripletSemiHardLossConfig
 
 __all__ = ["TripletHardLoss", "TripletHardLossConfig"]
 
 
 @dataclass(frozen=True)
-class TripletHardLossConfig:
-    """Options of `triplet-hard`.
+class TripletHardLossConfig(TripletSemiHardLossConfig):
+    """Options of `triplet-hard`: those of `triplet-semihard` (`margin`, `distance`) plus
 
     Attributes:
-        margin: the hinge margin (TF Addons' default 1.0); unused when `soft`.
-        soft: use the soft margin `log(1 + exp(d_ap − d_an))` instead of the hinge.
-        distance: `l2` (Euclidean, TF Addons' default "L2"), `squared_l2` or `angular` (1 − cosine).
+        soft: use the soft margin `log(1 + exp(d_ap − d_an))` instead of the hinge (then `margin` is unused).
     """
 
-    margin: float = 1.0
     soft: bool = False
-    distance: str = "l2"
-
-    def __post_init__(self) -> None:
-        if self.distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}; got {self.distance!r}")
-        if not self.margin >= 0:
-            raise ValueError(f"margin must be >= 0, got {self.margin}")
 
 
 @register_loss("triplet-hard")

@@ -138,7 +138,7 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
 
     x_train, y_train = _rows(data, split.train)
     x_val, y_val = _rows(data, split.val)
-    started, epochs_this_call = time.perf_counter(), 0
+    started, epochs_this_call, saved_epoch = time.perf_counter(), 0, trainer.epoch
     with RunLogger(out, resume_step=trainer.step if resume else None) as logger:
         try:
             while trainer.epoch < config.train.epochs:
@@ -153,9 +153,10 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
                 logger.log(trainer.step, trainer.epoch, {k.replace("_", "/", 1): v for k, v in record.items() if k != "epoch"})
                 history.append(record)
                 save_checkpoint({**trainer.state_dict(), "history": json.dumps(history)}, out / CHECKPOINT)
+                saved_epoch = trainer.epoch
                 epochs_this_call += 1
         except KeyboardInterrupt:
-            print(f"\ninterrupted; checkpoint of epoch {trainer.epoch} kept. Continue with: "
+            print(f"\ninterrupted; checkpoint of epoch {saved_epoch} kept. Continue with: "
                   f"metricbench train --resume --out {out}")
             raise
     train_seconds = time.perf_counter() - started

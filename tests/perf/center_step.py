@@ -6,12 +6,12 @@ step (interpreter, centers, inputs) and after the steps; the difference is what 
 """
 
 import json
-import resource
 import sys
 import time
 
 import torch
 
+from memory import peak_mb, reset_peak
 from metricbench.losses import build_loss
 
 B, D, STEPS = 512, 512, 15
@@ -28,10 +28,6 @@ class DenseCenterLoss(torch.nn.Module):
         distmat = x.pow(2).sum(1, keepdim=True) + self.centers.pow(2).sum(1)[None, :] - 2 * x @ self.centers.T
         mask = labels[:, None] == torch.arange(self.centers.shape[0])[None, :]
         return (distmat * mask).clamp(min=1e-12, max=1e12).sum() / (2 * x.shape[0])
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(impl: str, num_classes: int) -> None:
@@ -56,7 +52,7 @@ def main(impl: str, num_classes: int) -> None:
         else:
             loss_fn.update_state(x.detach(), labels)
 
-    before = peak_mb()
+    before = reset_peak()
     step()  # warm-up: its allocations count toward the peak, not toward the time
     times = []
     for _ in range(STEPS):

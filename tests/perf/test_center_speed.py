@@ -31,7 +31,7 @@ def test_center_step_vs_dense(record):
                 "speedup_vs_dense": round(dense["seconds"] / m["seconds"], 1),
             })
     note = ("One step: forward, backward, center update; B = 512, D = 512, median of 15 steps after one warm-up, each "
-            "case in a fresh process. step_extra_peak_mb = peak RSS after the steps minus peak RSS before the first "
+            "case in a fresh process. step_extra_peak_mb = peak resident memory during the steps minus the resident memory before the first "
             "step (after the centers and inputs exist). Implementations: " + "; ".join(f"{k}: {v}" for k, v in IMPLS.items()))
     record("center_loss_step", rows, note)
     by = {(r["classes"], r["impl"]): r for r in rows}

@@ -13,14 +13,11 @@ import time
 import torch
 from pytorch_metric_learning import losses, miners
 
+from memory import peak_mb, reset_peak
 from metricbench.losses import build_loss
 
 D, PER_CLASS, MARGIN, REPEATS = 128, 32, 0.2, 5
 LIMIT = 20 * 2**30
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(impl: str, batch: int) -> None:
@@ -34,7 +31,7 @@ def main(impl: str, batch: int) -> None:
         miner = miners.TripletMarginMiner(margin=MARGIN, type_of_triplets="semihard")
         loss = losses.TripletMarginLoss(margin=MARGIN)
         fn = lambda: loss(x, labels, miner(x, labels))  # noqa: E731
-    before = peak_mb()
+    before = reset_peak()
     resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
     times = []
     try:
