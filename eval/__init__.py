@@ -2,22 +2,41 @@
 
 `knn_search` (and its streaming form `knn_search_chunks`) is the one FAISS boundary; the metric
 functions are pure functions over neighbour labels; `retrieval_metrics` runs the search and returns
-every metric; `write_projector_tsv` is the only part that touches the filesystem.
+every metric; the projector exporters (`export_projector`, `write_projector_tsv`) are the only part
+that touches the filesystem.
 """
 
+from .average_precision import mean_average_precision
+from .clustering import ami, kmeans_assignment, nmi
 from .distance_stats import class_distance_stats
 from .knn import knn_search, knn_search_chunks
-from .projector import write_projector_tsv
-from .retrieval import map_at_r, precision_at_1, r_precision, recall_at_k, retrieval_metrics
+from .pairs import PairDistances, pair_distances
+from .plots import plot_class_margins, plot_distance_histograms, plot_umap, write_eval_plots
+from .projector import export_projector, write_projector_tsv
+from .retrieval import map_at_r, precision_at_1, r_precision, recall_at_k
+from .retrieval_suite import retrieval_metrics
+from .umap_projection import umap_2d
 
 __all__ = [
+    "PairDistances",
+    "ami",
     "class_distance_stats",
+    "export_projector",
+    "kmeans_assignment",
     "knn_search",
     "knn_search_chunks",
     "map_at_r",
+    "mean_average_precision",
+    "nmi",
+    "pair_distances",
+    "plot_class_margins",
+    "plot_distance_histograms",
+    "plot_umap",
     "precision_at_1",
     "r_precision",
     "recall_at_k",
     "retrieval_metrics",
+    "umap_2d",
+    "write_eval_plots",
     "write_projector_tsv",
 ]

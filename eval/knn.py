@@ -1,9 +1,10 @@
-"""Exact k-nearest-neighbour search: the one place metricbench talks to FAISS.
+"""k-nearest-neighbour search: the one entry point metricbench's neighbours come from.
 
-Everything that needs neighbours (retrieval metrics, later distance statistics and approximate
-indexes) goes through `knn_search` or its streaming form `knn_search_chunks`: they convert the
-inputs to contiguous float32 once, build the index, search in memory-bounded query chunks and drop
-the self-match in leave-one-out mode.
+Everything that needs neighbours (retrieval metrics, distance statistics, plots) goes through
+`knn_search` or its streaming form `knn_search_chunks`: they convert the inputs to contiguous float32
+once, choose the index (`indexes.py`: exact flat, IVF, HNSW; GPUs when FAISS has them), search in
+memory-bounded query chunks and drop the self-match in leave-one-out mode. The exact CPU search is
+`exact_knn.py`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import faiss
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["METRICS", "knn_search", "knn_search_chunks", "to_float32_matrix", "to_int_labels"]
+from .exact_knn import exact_knn_blocks
+from .indexes import GPU_MAX_K, build_index, gpu_count, resolve_index
+
+__all__ = ["METRICS", "knn_search", "knn_search_chunks", "l2_normalized", "to_float32_matrix", "to_int_labels"]
 
 METRICS = ("l2", "cosine")
 
-# Working memory one search chunk may use (result heaps and FAISS's distance blocks), in bytes.
+# Working memory one FAISS search call may use (result heaps and FAISS's distance blocks), in bytes.
 _CHUNK_BUDGET_BYTES = 256 * 2**20
 
 
@@ -78,8 +82,8 @@ def _check_k(k: Any, available: int, leave_one_out: bool) -> int:
     return int(k)
 
 
-def _l2_normalized(x: np.ndarray) -> np.ndarray:
-    """Row-normalised copy; all-zero rows stay zero (similarity 0 to everything)."""
+def l2_normalized(x: np.ndarray) -> np.ndarray:
+    """Row-normalised copy of an (N, D) float32 array; all-zero rows stay zero (similarity 0 to everything)."""
     # Dividing by the largest |value| first keeps the float32 norm from overflowing or underflowing.
     scale = np.abs(x).max(axis=1, keepdims=True)
     out = np.divide(x, scale, out=np.zeros_like(x), where=scale > 0)
@@ -94,20 +98,44 @@ def _chunk_size(k_search: int) -> int:
     return max(1, _CHUNK_BUDGET_BYTES // per_query)
 
 
-def _build_index(gallery: np.ndarray, metric: str) -> faiss.Index:
-    index = faiss.IndexFlatL2(gallery.shape[1]) if metric == "l2" else faiss.IndexFlatIP(gallery.shape[1])
-    index.add(gallery)
-    return index
-
-
 def _drop_self(distances: np.ndarray, indices: np.ndarray, first_row: int) -> tuple[np.ndarray, np.ndarray]:
     """Remove each row's own index from (rows, k + 1) results; rows that lack it lose their last column."""
     rows = indices.shape[0]
     is_self = indices == np.arange(first_row, first_row + rows)[:, None]
-    is_self[~is_self.any(axis=1), -1] = True  # ties pushed the query itself out of the k + 1
+    is_self[~is_self.any(axis=1), -1] = True  # ties (or an approximate index) left the query out of its k + 1
     keep = ~is_self
     k = indices.shape[1] - 1
     return distances[keep].reshape(rows, k), indices[keep].reshape(rows, k)
+
+
+_OVERFLOW = "queries/gallery produce distances that overflow float32; rescale the embeddings"
+
+
+def _exact_chunks(
+    queries: np.ndarray, gallery: np.ndarray | None, k: int, metric: str, chunk_size: int | None, seed: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    for start, distances, indices in exact_knn_blocks(
+        queries, gallery, k=k, metric=metric, block_rows=chunk_size, seed=seed
+    ):
+        if (indices < 0).any():  # an Inf/NaN distance never enters a heap
+            raise ValueError(_OVERFLOW)
+        yield start, distances, indices
+
+
+def _faiss_chunks(
+    index: faiss.Index, queries: np.ndarray, k: int, metric: str, leave_one_out: bool, exact: bool,
+    chunk_size: int,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    k_search = k + int(leave_one_out)
+    for start in range(0, queries.shape[0], chunk_size):
+        distances, indices = index.search(queries[start : start + chunk_size], k_search)
+        found = indices >= 0
+        if (exact and not found.all()) or not np.isfinite(distances[found]).all():
+            raise ValueError(_OVERFLOW)
+        distances[~found] = np.inf if metric == "l2" else -np.inf  # FAISS pads with +-FLT_MAX
+        if leave_one_out:
+            distances, indices = _drop_self(distances, indices, start)
+        yield start, distances, indices
 
 
 def knn_search_chunks(
@@ -116,7 +144,9 @@ def knn_search_chunks(
     *,
     k: int,
     metric: str = "l2",
+    index: str = "flat",
     chunk_size: int | None = None,
+    seed: int = 0,
 ) -> tuple[int, Iterator[tuple[int, np.ndarray, np.ndarray]]]:
     """Validate, build the index, and return the query count and a lazy search over query chunks.
 
@@ -137,32 +167,34 @@ def knn_search_chunks(
         raise ValueError(
             f"queries and gallery must have the same dim, got {query_array.shape} and {gallery_array.shape}"
         )
+    kind = resolve_index(index, gallery_array.shape[0])
     k = _check_k(k, gallery_array.shape[0] - int(leave_one_out), leave_one_out)
-    k_search = k + int(leave_one_out)
-    if chunk_size is None:
-        chunk_size = _chunk_size(k_search)
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise TypeError(f"chunk_size must be an int or None, got {type(chunk_size).__name__}")
-    elif chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+            raise TypeError(f"chunk_size must be an int or None, got {type(chunk_size).__name__}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        chunk_size = int(chunk_size)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
 
     if metric == "cosine":
-        query_array = _l2_normalized(query_array)
-        gallery_array = query_array if leave_one_out else _l2_normalized(gallery_array)
-    index = _build_index(gallery_array, metric)
-
-    def chunks() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        for start in range(0, query_array.shape[0], int(chunk_size)):
-            distances, indices = index.search(query_array[start : start + int(chunk_size)], k_search)
-            if (indices < 0).any() or not np.isfinite(distances).all():
-                raise ValueError(
-                    "queries/gallery produce distances that overflow float32; rescale the embeddings"
-                )
-            if leave_one_out:
-                distances, indices = _drop_self(distances, indices, start)
-            yield start, distances, indices
-
-    return query_array.shape[0], chunks()
+        query_array = l2_normalized(query_array)
+        gallery_array = query_array if leave_one_out else l2_normalized(gallery_array)
+    k_search = k + int(leave_one_out)
+    if kind == "flat" and not (gpu_count() > 0 and k_search <= GPU_MAX_K):
+        if gallery_array.shape[0] >= 2**31:  # the exact search keeps int32 ids
+            raise ValueError(
+                f"gallery must have < 2**31 rows for index='flat', got {gallery_array.shape[0]}; use 'ivf'"
+            )
+        chunks = _exact_chunks(
+            query_array, None if leave_one_out else gallery_array, k, metric, chunk_size, int(seed)
+        )
+    else:
+        built = build_index(gallery_array, metric, kind, k=k_search, seed=int(seed))
+        size = _chunk_size(k_search) if chunk_size is None else chunk_size
+        chunks = _faiss_chunks(built, query_array, k, metric, leave_one_out, kind == "flat", size)
+    return query_array.shape[0], chunks
 
 
 def knn_search(
@@ -171,9 +203,11 @@ def knn_search(
     *,
     k: int,
     metric: str = "l2",
+    index: str = "flat",
     chunk_size: int | None = None,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest gallery neighbours of every query.
+    """k nearest gallery neighbours of every query: exact by default, or from an approximate index.
 
     Args:
         queries: (Nq, D) numpy array or torch tensor.
@@ -183,17 +217,22 @@ def knn_search(
         k: number of neighbours, 1 <= k <= Ng (N - 1 for leave-one-out).
         metric: "l2" (squared Euclidean distance, ascending) or "cosine" (cosine similarity of
             L2-normalised copies, descending; an all-zero row has similarity 0 to everything).
-        chunk_size: queries per FAISS call; None picks one that keeps each call's working memory
-            (result heaps plus FAISS's distance blocks) within about 256 MB.
+        index: "flat" (exact), "ivf" (FAISS IndexIVFFlat, ~4·√Ng lists), "hnsw" (IndexHNSWFlat,
+            M = 32, efSearch >= k), or "auto" (flat up to `AUTO_EXACT_MAX_GALLERY` gallery rows,
+            ivf above); see `indexes.py`. An approximate index may return fewer than k neighbours:
+            the missing ones have index -1 and distance +Inf (-Inf similarity).
+        chunk_size: queries searched together; None bounds the working memory (about 2 GiB of
+            candidate lists for the exact CPU search, 256 MB per FAISS call otherwise).
+        seed: seed of the exact search's gallery sample (its speed, never its result) and of IVF training.
 
     Returns:
         (distances, indices): (Nq, k) float32 distances or similarities, and (Nq, k) int64 row indices
         into the gallery (into `queries` for leave-one-out), nearest first.
 
     Raises:
-        TypeError: if an input is not numeric or `k`/`chunk_size` is not an int.
-        ValueError: on bad shapes, NaN/Inf, an unknown metric, `k`/`chunk_size` out of range, or
-            distances that overflow float32.
+        TypeError: if an input is not numeric or `k`/`chunk_size`/`seed` is not an int.
+        ValueError: on bad shapes, NaN/Inf, an unknown metric or index, `k`/`chunk_size` out of range,
+            or distances that overflow float32.
 
     Example:
         >>> x = np.array([[0.0], [1.0], [3.0]])
@@ -201,7 +240,9 @@ def knn_search(
         >>> indices[:, 0].tolist(), distances[:, 0].tolist()
         ([1, 0, 1], [1.0, 1.0, 4.0])
     """
-    num_queries, chunks = knn_search_chunks(queries, gallery, k=k, metric=metric, chunk_size=chunk_size)
+    num_queries, chunks = knn_search_chunks(
+        queries, gallery, k=k, metric=metric, index=index, chunk_size=chunk_size, seed=seed
+    )
     distances = np.empty((num_queries, k), dtype=np.float32)
     indices = np.empty((num_queries, k), dtype=np.int64)
     for start, chunk_distances, chunk_indices in chunks:

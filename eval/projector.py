@@ -1,203 +1,188 @@
-"""Export embeddings and their metadata as TensorBoard Embedding Projector TSV files.
+"""Export embeddings for the Embedding Projector, in TensorBoard or standalone (projector.tensorflow.org).
 
-`vectors.tsv` holds one embedding per line; `metadata.tsv` one line per embedding, with a header
-line only when there are several columns (TensorBoard's rule). Numbers are written by a vectorised
-formatter (9 significant digits, so float32 values read back exactly), because per-value Python or
-`np.savetxt` formatting dominates the export time of large sets.
+`export_projector` writes everything both projectors need into one directory: `vectors.tsv`,
+`metadata.tsv`, `projector_config.pbtxt` (TensorBoard: point `--logdir` at the directory, the run is
+"."), `projector_config.json` (standalone), and on request a sprite sheet of thumbnails and the raw
+float32 `vectors.bytes`. `write_projector_tsv` writes only the two TSV files.
+
+Everything is validated before anything is written, and every file goes to a temporary path that is
+renamed into place only when all of them are complete, so bad input never leaves a partial export.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .atomic_files import Content, write_files_atomically
+from .float_tsv import write_float32_tsv
 from .knn import to_float32_matrix
+from .projector_config import ProjectorEmbedding, projector_config_json, projector_config_pbtxt
+from .projector_metadata import metadata_columns, metadata_tsv
+from .sprite import check_images, make_sprite, png_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["METADATA_FILE", "VECTORS_FILE", "write_projector_tsv"]
+__all__ = [
+    "CONFIG_JSON_FILE",
+    "CONFIG_PBTXT_FILE",
+    "METADATA_FILE",
+    "SPRITE_FILE",
+    "VECTORS_BYTES_FILE",
+    "VECTORS_FILE",
+    "export_projector",
+    "write_projector_tsv",
+]
 
 VECTORS_FILE = "vectors.tsv"
 METADATA_FILE = "metadata.tsv"
-
-_DIGITS = 9  # significant digits; 9 round-trips every float32
-_VALUES_PER_BLOCK = 2**18  # bounds the formatter's temporary arrays (~50 MB)
-
-
-def _pack(text: str) -> int:
-    """Four ASCII characters as one little-endian uint32 (NUL-padded)."""
-    return int.from_bytes(text.encode().ljust(4, b"\0"), "little")
+VECTORS_BYTES_FILE = "vectors.bytes"  # the standalone projector reads "*.bytes" as raw float32
+SPRITE_FILE = "sprite.png"
+CONFIG_PBTXT_FILE = "projector_config.pbtxt"  # the name TensorBoard's projector plugin looks for
+CONFIG_JSON_FILE = "projector_config.json"
 
 
-# Lookup tables of packed words: the four digits of 0..9999, and "e+NN"/"e-NN" for exponents -64..63.
-_FOUR_DIGITS = np.array([_pack(f"{i:04d}") for i in range(10_000)], dtype="<u4")
-_EXPONENT_OFFSET = 64
-_EXPONENTS = np.array([_pack(f"e{e:+03d}") for e in range(-_EXPONENT_OFFSET, _EXPONENT_OFFSET)], dtype="<u4")
-_FOUR_TRAILING_ZEROS = np.array([4 - len(f"{i:04d}".rstrip("0")) for i in range(10_000)], dtype=np.int32)
-# Value layout, five words: [sign d0 '.' pad] [d1-d4] [d5-d8] [e s N N] [separator pad pad pad].
-_WIDTH = 20
-# For a last written digit index 0..8: the keep-flags (one byte each) of the [d1-d4] and [d5-d8] words.
-_KEEP_DIGITS = np.array(
-    [[_pack("".join("\1" if j <= last else "\0" for j in range(first, first + 4))) for first in (1, 5)]
-     for last in range(_DIGITS)],
-    dtype="<u4",
-)
+def _vectors(embeddings: ArrayLike) -> np.ndarray:
+    vectors = to_float32_matrix(embeddings, "embeddings")
+    if vectors.shape[0] == 0:
+        raise ValueError(f"embeddings must have at least one row, got shape {vectors.shape}")
+    return vectors
 
 
-def _decimal(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exponent e and 9-digit mantissa m (10**8 <= m < 10**9, or 0) with |v| ~= m * 10**(e - 8)."""
-    magnitude = np.abs(values)
-    nonzero = magnitude > 0
-    exponent = np.zeros(values.shape, dtype=np.int32)
-    exponent[nonzero] = np.floor(np.log10(magnitude[nonzero]))
-    mantissa = np.rint(magnitude * 10.0 ** (_DIGITS - 1 - exponent))
-    # log10 can land one off next to a power of ten, and rounding can carry into a new digit.
-    for wrong, step in ((mantissa >= 10**_DIGITS, 1), (nonzero & (mantissa < 10 ** (_DIGITS - 1)), -1)):
-        exponent[wrong] += step
-        mantissa[wrong] = np.rint(magnitude[wrong] * 10.0 ** (_DIGITS - 1 - exponent[wrong]))
-    return exponent, mantissa.astype(np.int32)
+def _tsv_writer(vectors: np.ndarray) -> Content:
+    def write(file: BinaryIO) -> None:
+        write_float32_tsv(file, vectors)
+
+    return write
 
 
-def _format_block(block: np.ndarray) -> bytes:
-    """Format a (rows, D) float32 block as tab-separated lines of `-1.2345e-02`, trailing zeros dropped."""
-    rows, dim = block.shape
-    values = block.astype(np.float64).ravel()
-    exponent, mantissa = _decimal(values)
-    lead, middle, tail = mantissa // 100_000_000, mantissa // 10_000 % 10_000, mantissa % 10_000
-    trailing_zeros = np.where(tail > 0, _FOUR_TRAILING_ZEROS[tail], 4 + _FOUR_TRAILING_ZEROS[middle])
-    last_digit = _DIGITS - 1 - trailing_zeros  # index of the last digit written (0 for a bare digit)
+def _bytes_writer(vectors: np.ndarray) -> Content:
+    def write(file: BinaryIO) -> None:
+        file.write(np.ascontiguousarray(vectors, dtype="<f4").reshape(-1).view(np.uint8))  # no copy on x86/ARM
 
-    words = np.zeros((values.size, _WIDTH // 4), dtype="<u4")
-    words[:, 0] = _pack("-0.") + (lead.astype(np.uint32) << 8)
-    words[:, 1] = _FOUR_DIGITS[middle]
-    words[:, 2] = _FOUR_DIGITS[tail]
-    words[:, 3] = _EXPONENTS[exponent + _EXPONENT_OFFSET]
-    separator = np.full((rows, dim), ord("\t"), dtype="<u4")
-    separator[:, -1] = ord("\n")
-    words[:, 4] = separator.ravel()
-
-    # Which bytes survive, built word by word too: sign if negative, d0 always, '.' if more digits follow,
-    # d1-d8 up to the last non-zero one, the exponent and separator always, padding never.
-    keep = np.empty_like(words)
-    keep[:, 0] = (values < 0) + (1 << 8) + ((last_digit > 0).astype(np.uint32) << 16)
-    keep[:, 1] = _KEEP_DIGITS[last_digit, 0]
-    keep[:, 2] = _KEEP_DIGITS[last_digit, 1]
-    keep[:, 3] = 0x01010101
-    keep[:, 4] = 0x01
-    return words.view(np.uint8)[keep.view(bool)].tobytes()
-
-
-def _escape(value: Any) -> str:
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def _metadata_lines(metadata: Any, num_rows: int) -> list[str]:
-    """Validate the columns and return the file's lines (header first when there are several columns)."""
-    if not hasattr(metadata, "items"):
-        raise TypeError(
-            "metadata must be a mapping of column name -> values or a DataFrame, "
-            f"got {type(metadata).__name__}"
-        )
-    items = list(metadata.items())
-    columns = dict(items)
-    if not columns:
-        raise ValueError("metadata must have at least one column, got none")
-    if len(columns) != len(items):
-        raise ValueError(f"metadata column names must be unique, got {[name for name, _ in items]}")
-    texts = []
-    for name, values in columns.items():
-        if not isinstance(name, str):
-            raise TypeError(f"metadata column names must be str, got {name!r}")
-        if hasattr(values, "tolist"):  # numpy, torch, pandas
-            if np.ndim(values) != 1:
-                raise ValueError(f"metadata[{name!r}] must be 1-D, got shape {np.shape(values)}")
-            values = values.tolist()
-        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-            raise TypeError(f"metadata[{name!r}] must be a sequence of values, got {type(values).__name__}")
-        if len(values) != num_rows:
-            raise ValueError(
-                f"metadata[{name!r}] must have {num_rows} values (one per embedding), got {len(values)}"
-            )
-        texts.append([_escape(value) for value in values])
-    lines = ["\t".join(row) for row in zip(*texts)]
-    for row, line in enumerate(lines):
-        if not line.strip():
-            # TensorBoard's projector skips blank lines, which would shift every later row.
-            raise ValueError(f"metadata row {row} is empty or whitespace only; TensorBoard would drop it")
-    if len(texts) > 1:
-        lines.insert(0, "\t".join(_escape(name) for name in columns))
-    return lines
-
-
-def _write_temp(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Run `write(file)` on a new temporary file beside `path`; return its path (the caller renames it)."""
-    # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions, not 0600.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temp, "xb") as file:
-            write(file)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp
+    return write
 
 
 def write_projector_tsv(
     out_dir: str | os.PathLike[str],
     embeddings: ArrayLike,
-    metadata: Mapping[str, Sequence[Any]] | pd.DataFrame,
+    metadata: pd.DataFrame | Mapping[str, Sequence[Any]] | Sequence[Any] | ArrayLike,
 ) -> dict[str, Path]:
-    """Write `vectors.tsv` and `metadata.tsv` for TensorBoard's Embedding Projector.
-
-    Tabs, newlines, carriage returns and backslashes inside metadata values are written as the
-    two-character sequences `\\t`, `\\n`, `\\r`, `\\\\`, so the metadata always has exactly N rows.
-    Both files are written to temporary paths and renamed into place only when both are complete,
-    so bad input never leaves a partial file behind.
+    """Write `vectors.tsv` and `metadata.tsv` only (no configs; see `export_projector`).
 
     Args:
         out_dir: directory to write into (created if missing).
         embeddings: (N, D) finite numpy array or torch tensor, N >= 1.
-        metadata: column name -> N values (list, numpy array, tensor, Series), or a pandas DataFrame.
-            One column: no header line. Several columns: a header line of column names.
+        metadata: a DataFrame, a mapping of column name -> N values, or N labels (one column).
 
     Returns:
         {"vectors": path of vectors.tsv, "metadata": path of metadata.tsv}.
 
     Raises:
-        TypeError/ValueError: naming the argument, on bad shapes, NaN/Inf, column lengths, or a
-            metadata row that is blank (TensorBoard would drop it).
+        TypeError/ValueError: naming the argument, as `export_projector`.
     """
-    vectors = to_float32_matrix(embeddings, "embeddings")
-    if vectors.shape[0] == 0:
-        raise ValueError(f"embeddings must have at least one row, got shape {vectors.shape}")
-    lines = _metadata_lines(metadata, vectors.shape[0])
+    vectors = _vectors(embeddings)
+    metadata_text = metadata_tsv(metadata_columns(metadata, vectors.shape[0]))
+    directory = Path(out_dir)
+    paths = {"vectors": directory / VECTORS_FILE, "metadata": directory / METADATA_FILE}
+    directory.mkdir(parents=True, exist_ok=True)
+    write_files_atomically({paths["vectors"]: _tsv_writer(vectors), paths["metadata"]: metadata_text})
+    return paths
+
+
+def export_projector(
+    out_dir: str | os.PathLike[str],
+    embeddings: ArrayLike,
+    metadata: pd.DataFrame | Sequence[Any] | ArrayLike,
+    *,
+    images: ArrayLike | None = None,
+    tensor_name: str = "embeddings",
+    write_bytes: bool = False,
+) -> dict[str, Path]:
+    """Export embeddings, metadata and optional thumbnails for the Embedding Projector.
+
+    Numbers are written with 9 significant digits (`+1.23456789e-01`), which read back as exactly
+    the same float32. In metadata, tab, newline, carriage return and backslash are written as `\\t`,
+    `\\n`, `\\r`, `\\\\`; bytes are decoded as UTF-8 (invalid sequences and lone surrogates become
+    U+FFFD), so the file always has exactly one line per embedding.
+
+    Args:
+        out_dir: directory to write into (created if missing). For TensorBoard, pass it as
+            `--logdir`; the projector then lists it as run ".".
+        embeddings: (N, D) finite numpy array or torch tensor, N >= 1.
+        metadata: a pandas DataFrame with N rows (a header line is written when it has several
+            columns), or N labels (list, numpy array, torch tensor, Series), written as one column
+            without a header. A mapping of column name -> N values works like a DataFrame.
+        images: optional thumbnails, (N, H, W) grayscale or (N, C, H, W) with C = 1 or 3; uint8, or
+            floats in [0, 1]. Tiled row-major into a square sprite of at most 8192 x 8192 px,
+            shrunk (aspect ratio kept) when needed.
+        tensor_name: the embedding's name in both configs (and in TensorBoard's URLs).
+        write_bytes: also write `vectors.bytes` (raw little-endian float32, row-major); the JSON
+            config then points at it, which the standalone projector loads much faster than TSV.
+            TensorBoard's config always points at `vectors.tsv`.
+
+    Returns:
+        Paths by key: "vectors", "metadata", "config_pbtxt", "config_json", and "sprite" /
+        "vectors_bytes" when written.
+
+    Raises:
+        TypeError/ValueError: naming the argument, on bad shapes or dtypes, NaN/Inf, a metadata
+            length other than N, a blank metadata row (the projector would drop it), images outside
+            [0, 1], or too many images for the sprite size limit. Nothing is written then.
+
+    Files of an earlier export into the same directory that this call does not write (a sprite,
+    `vectors.bytes`) are left in place; the new configs no longer refer to them.
+
+    Example:
+        >>> paths = export_projector("runs/projector", np.eye(3), ["a", "b", "c"])  # doctest: +SKIP
+        >>> # tensorboard --logdir runs/projector  ->  Projector tab
+    """
+    vectors = _vectors(embeddings)
+    num_rows = vectors.shape[0]
+    if not isinstance(tensor_name, str):
+        raise TypeError(f"tensor_name must be a str, got {type(tensor_name).__name__}")
+    if not tensor_name.strip():
+        raise ValueError(f"tensor_name must be a non-empty name, got {tensor_name!r}")
+    if not isinstance(write_bytes, (bool, np.bool_)):
+        raise TypeError(f"write_bytes must be a bool, got {type(write_bytes).__name__}")
+    metadata_text = metadata_tsv(metadata_columns(metadata, num_rows))
+    sprite_png, single_image_dim = None, None
+    if images is not None:
+        sprite, single_image_dim = make_sprite(check_images(images, num_rows))
+        sprite_png = png_bytes(sprite)
 
     directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
     paths = {"vectors": directory / VECTORS_FILE, "metadata": directory / METADATA_FILE}
-    rows_per_block = max(1, _VALUES_PER_BLOCK // vectors.shape[1])
+    files: dict[Path, Content] = {paths["vectors"]: _tsv_writer(vectors)}
+    if write_bytes:
+        paths["vectors_bytes"] = directory / VECTORS_BYTES_FILE
+        files[paths["vectors_bytes"]] = _bytes_writer(vectors)
+    files[paths["metadata"]] = metadata_text
+    if sprite_png is not None:
+        paths["sprite"] = directory / SPRITE_FILE
+        files[paths["sprite"]] = sprite_png
 
-    def write_vectors(file: BinaryIO) -> None:
-        for start in range(0, vectors.shape[0], rows_per_block):
-            file.write(_format_block(vectors[start : start + rows_per_block]))
-
-    def write_metadata(file: BinaryIO) -> None:
-        file.write(("\n".join(lines) + "\n").encode("utf-8"))
-
-    temp_vectors = _write_temp(paths["vectors"], write_vectors)
-    try:
-        temp_metadata = _write_temp(paths["metadata"], write_metadata)
-    except BaseException:
-        temp_vectors.unlink(missing_ok=True)
-        raise
-    os.replace(temp_vectors, paths["vectors"])
-    os.replace(temp_metadata, paths["metadata"])
+    entry = ProjectorEmbedding(
+        tensor_name=tensor_name,
+        tensor_shape=(num_rows, vectors.shape[1]),
+        tensor_path=VECTORS_FILE,
+        metadata_path=METADATA_FILE,
+        sprite_path=SPRITE_FILE if sprite_png is not None else None,
+        single_image_dim=single_image_dim,
+    )
+    paths["config_json"] = directory / CONFIG_JSON_FILE
+    paths["config_pbtxt"] = directory / CONFIG_PBTXT_FILE
+    json_entry = dataclasses.replace(entry, tensor_path=VECTORS_BYTES_FILE) if write_bytes else entry
+    # Configs last: a TensorBoard polling the directory never sees one pointing at a missing file.
+    files[paths["config_json"]] = projector_config_json(json_entry).encode("utf-8")
+    files[paths["config_pbtxt"]] = projector_config_pbtxt(entry).encode("utf-8")
+    directory.mkdir(parents=True, exist_ok=True)
+    write_files_atomically(files)
     return paths

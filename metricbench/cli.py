@@ -63,12 +63,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_run_tools(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="recompute retrieval metrics of a trained run",
-                       description="Embed a split of a run's data with its checkpoint and print the FAISS "
-                       "leave-one-out retrieval metrics as JSON.")
-    p.add_argument("run", type=Path, help="run directory written by `metricbench train`")
-    p.add_argument("--split", choices=["train", "val", "test"], default="test", help="which rows (default test)")
-    p.add_argument("--metric", choices=["l2", "cosine"], help="distance (default: the run's eval.metric)")
+    p = sub.add_parser("eval", help="evaluate a trained run, or embeddings from any model",
+                       description="Leave-one-out FAISS retrieval metrics (Recall@K, precision@1, R-precision, MAP@R, "
+                       "NMI/AMI) and class distance statistics, printed as JSON. Either a run directory (its checkpoint "
+                       "embeds a split) or --embeddings from any other model. With --out, also writes metrics.json, "
+                       "class_stats.csv, export/ (Embedding Projector) and plots/.",
+                       epilog="examples: metricbench eval runs/demo --out runs/demo/eval-val --split val\n"
+                       "          metricbench eval --embeddings emb.npy --labels labels.npy --metric cosine --out report/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, nargs="?", help="run directory written by `metricbench train`")
+    p.add_argument("--embeddings", type=Path, help="(N, D) embeddings: .npy (with --labels), .npz (embeddings + labels "
+                   "or x + y), .parquet or .csv (numeric columns + --label-column)")
+    p.add_argument("--labels", type=Path, help="(N,) labels .npy, for a .npy --embeddings")
+    p.add_argument("--label-column", default="label", help="label column of a .parquet/.csv --embeddings (default label)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test", help="rows of a run (default test)")
+    p.add_argument("--metric", choices=["l2", "cosine"], help="distance (default: the run's eval.metric, else l2)")
+    p.add_argument("--ks", type=int, nargs="+", metavar="K", help="the K of Recall@K (default 1 2 4 8)")
+    p.add_argument("--full-map", action="store_true", help="also compute map over the whole ranking (O(N²) time)")
+    p.add_argument("--out", type=Path, help="also write metrics.json, class_stats.csv, export/ and plots/ here")
+    p.add_argument("--overwrite", action="store_true", help="write into --out even if it exists")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots (UMAP takes a few seconds)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import a module that registers the run's custom loss (repeatable)")
@@ -134,22 +148,45 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .run import evaluate_split, load_run
+    from .config import EvalConfig
+    from .report import evaluate_embeddings, write_evaluation, write_json
 
-    run = load_run(args.run, device=args.device)
-    config = run.config
-    if args.metric:
-        config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, metric=args.metric))
-    print(json.dumps(evaluate_split(run.model, run.data, getattr(run.split, args.split), config, device=run.device), indent=2))
+    if (args.run is None) == (args.embeddings is None):
+        raise ValueError("give either a run directory or --embeddings, not both and not neither")
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"--out {str(args.out)!r} already exists; pass --overwrite to write into it")
+    options = {k: v for k, v in (("metric", args.metric), ("ks", tuple(args.ks) if args.ks else None)) if v is not None}
+    options.update(full_map=args.full_map, plots=not args.no_plots)
+    if args.run is not None:
+        from .run import evaluate_rows, load_run
+
+        run = load_run(args.run, device=args.device)
+        config = dataclasses.replace(run.config, eval=dataclasses.replace(run.config.eval, **options))
+        metrics = evaluate_rows(run.model, run.data, getattr(run.split, args.split), config, device=run.device,
+                                out_dir=args.out, split_name=args.split)
+    else:
+        from .embedding_files import load_embeddings
+
+        data = load_embeddings(args.embeddings, args.labels, label_column=args.label_column)
+        ev = EvalConfig(**options)
+        if args.out is None:
+            metrics, _ = evaluate_embeddings(data.x, data.y, metric=ev.metric, ks=ev.ks, full_map=ev.full_map)
+        else:
+            metrics = write_evaluation(args.out, data.x, data.y, class_names=data.class_names, metric=ev.metric,
+                                       ks=ev.ks, full_map=ev.full_map, plots=ev.plots)
+    if args.out is not None:
+        write_json(metrics, args.out / "metrics.json")
+    print(json.dumps(metrics, indent=2))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .run import export_split, load_run
+    from .run import export_rows, load_run
 
     run = load_run(args.run, device=args.device)
     out = args.out or args.run / f"export-{args.split}"
-    paths = export_split(run.model, run.data, getattr(run.split, args.split), out, device=run.device)
+    paths = export_rows(run.model, run.data, getattr(run.split, args.split), out, device=run.device,
+                        metric=run.config.eval.metric, split_name=args.split)
     for path in paths.values():
         print(path)
     return 0

@@ -139,17 +139,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation after training: leave-one-out retrieval on the test split.
+    """Evaluation after training: leave-one-out retrieval and distance statistics on the test split.
 
     Attributes:
         metric: `l2` or `cosine`.
         ks: the K of Recall@K.
-        export: write Embedding Projector TSVs of the test embeddings.
+        full_map: also compute `map`, the mean average precision over the whole ranking (O(N²) time).
+        export: write the Embedding Projector files of the test embeddings.
+        plots: write the UMAP, distance-histogram and class-margin plots.
     """
 
     metric: str = "l2"
     ks: tuple[int, ...] = (1, 2, 4, 8)
+    full_map: bool = False
     export: bool = True
+    plots: bool = True
 
     def __post_init__(self) -> None:
         if self.metric not in ("l2", "cosine"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -78,6 +79,9 @@ def run_quickstart(out: Path, runs: Path, *, epochs: int = 5, progress: bool = T
         metrics = train_run(config, runs / name, overwrite=True, progress=progress)
         rows.append({"loss": name, **{m: metrics["test"][m] for m in _METRICS},
                      "seconds": round(time.perf_counter() - started, 1)})
+        umap = runs / name / "plots" / "umap.png"
+        if umap.exists():
+            _atomic_write(out / f"umap-{name}.png", lambda tmp, src=umap: shutil.copyfile(src, tmp))
     df = pd.DataFrame(rows)
     _atomic_write(out / "metrics.csv", lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))
     _plot(df, out / "comparison.png")
@@ -93,6 +97,8 @@ def run_quickstart(out: Path, runs: Path, *, epochs: int = 5, progress: bool = T
         _markdown_table(df),
         "",
         "![comparison](comparison.png)",
+        "",
+        "UMAP of each loss's test embeddings: " + ", ".join(f"[{n}](umap-{n}.png)" for n in df["loss"]) + ".",
         "",
         "Shared settings (`loss` varies):",
         "",

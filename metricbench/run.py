@@ -5,8 +5,10 @@ Layout of a run directory:
     split.npz        the train/val/test row indices
     checkpoint.pt    model, loss state, optimizer, schedule; rewritten atomically every epoch
     log.csv          scalars (step, epoch, name, value); tensorboard/ holds the same for TensorBoard
-    metrics.json     test retrieval metrics, validation history, timing (written last)
-    export/          vectors.tsv + metadata.tsv of the test embeddings for the Embedding Projector
+    metrics.json     test retrieval metrics and distance summary, validation history, timing (written last)
+    class_stats.csv  per test class: size, spread around its centroid, nearest other class, margin
+    export/          Embedding Projector files of the test embeddings (vectors, metadata, config, sprite)
+    plots/           UMAP of the test embeddings, intra- vs inter-class distances, class margins
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metricbench.eval import retrieval_metrics, write_projector_tsv
+from metricbench.eval import export_projector, retrieval_metrics
 from metricbench.losses import EmbeddingLoss, build_loss
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -31,11 +33,12 @@ from .config import ExperimentConfig, load_config, save_config
 from .data import Dataset, Split, load_dataset, load_split, make_split, save_split
 from .logger import RunLogger
 from .models import EmbeddingNet, build_model
+from .report import evaluate_embeddings, projector_metadata, write_evaluation, write_json
 from .trainer import Trainer, embed, resolve_device
 
-__all__ = ["LoadedRun", "evaluate_split", "export_split", "load_run", "train_run"]
+__all__ = ["LoadedRun", "evaluate_rows", "export_rows", "load_run", "train_run"]
 
-CONFIG, SPLIT, CHECKPOINT, METRICS, EXPORT = "config.toml", "split.npz", "checkpoint.pt", "metrics.json", "export"
+CONFIG, SPLIT, CHECKPOINT, METRICS = "config.toml", "split.npz", "checkpoint.pt", "metrics.json"
 
 
 def _load_data(config: ExperimentConfig) -> Dataset:
@@ -70,14 +73,6 @@ def _build(config: ExperimentConfig, data: Dataset, split: Split) -> tuple[Embed
         config.loss.name, num_classes=data.num_classes, embedding_dim=config.model.embedding_dim, **config.loss.options
     )
     return model, loss_fn
-
-
-def _write_json(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def _rows(data: Dataset, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,30 +156,39 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
             raise
     train_seconds = time.perf_counter() - started
 
-    test = evaluate_split(model, data, split.test, config, device=device)
-    if config.eval.export:
-        export_split(model, data, split.test, out / EXPORT, device=device)
+    test = evaluate_rows(model, data, split.test, config, device=device, out_dir=out)
     metrics = {"test": test, "history": history, "epochs": trainer.epoch, "train_seconds_this_call": round(train_seconds, 3),
                "num_classes": data.num_classes, "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}}
-    _write_json(metrics, out / METRICS)
+    write_json(metrics, out / METRICS)
     return metrics
 
 
-def evaluate_split(model: EmbeddingNet, data: Dataset, rows: np.ndarray, config: ExperimentConfig,
-                   *, device: torch.device) -> dict[str, float]:
-    """Leave-one-out retrieval metrics of the given rows (normally the test split)."""
-    x, y = _rows(data, rows)
-    # A small split cannot answer Recall@K for K beyond its other rows; report the Ks it can.
-    ks = tuple(k for k in config.eval.ks if k < len(rows)) or (1,)
-    return retrieval_metrics(embed(model, x, device=device), y, ks=ks, metric=config.eval.metric)
+def _embed_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, device: torch.device) -> np.ndarray:
+    return embed(model, torch.from_numpy(data.x[rows]), device=device).numpy()
 
 
-def export_split(model: EmbeddingNet, data: Dataset, rows: np.ndarray, out_dir: Path, *, device: torch.device) -> dict[str, Path]:
-    """Embedding Projector TSVs of the given rows: vectors plus label and row-index metadata."""
-    x, y = _rows(data, rows)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    labels = [data.class_names[i] for i in y.tolist()]
-    return write_projector_tsv(out_dir, embed(model, x, device=device).numpy(), {"label": labels, "row": rows.tolist()})
+def evaluate_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, config: ExperimentConfig, *,
+                  device: torch.device, out_dir: Path | None = None, split_name: str = "test") -> dict[str, Any]:
+    """Leave-one-out retrieval metrics and distance statistics of the given rows (normally the test split).
+
+    With `out_dir`, also write the per-class distance table, the Embedding Projector export (with a
+    sprite for images) and the plots there.
+    """
+    embeddings, labels = _embed_rows(model, data, rows, device), data.y[rows]
+    ev = config.eval
+    if out_dir is None:
+        return evaluate_embeddings(embeddings, labels, metric=ev.metric, ks=ev.ks, full_map=ev.full_map)[0]
+    return write_evaluation(out_dir, embeddings, labels, class_names=data.class_names, metric=ev.metric, ks=ev.ks,
+                            full_map=ev.full_map, images=data.x[rows] if data.kind == "image" else None, rows=rows,
+                            split=split_name, plots=ev.plots, export=ev.export, seed=config.seed)
+
+
+def export_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, out_dir: Path, *, device: torch.device,
+                metric: str = "l2", split_name: str = "test") -> dict[str, Path]:
+    """Embedding Projector files of the given rows: vectors, metadata (class, nearest neighbour), config, sprite."""
+    embeddings = _embed_rows(model, data, rows, device)
+    metadata = projector_metadata(embeddings, data.y[rows], data.class_names, metric, rows=rows, split=split_name)
+    return export_projector(out_dir, embeddings, metadata, images=data.x[rows] if data.kind == "image" else None)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
-"""knn_search against brute-force numpy distances, leave-one-out rules, chunking and errors."""
+"""knn_search against brute-force numpy distances, leave-one-out rules, chunking, indexes and errors."""
 
+import concurrent.futures
 import doctest
 
+import faiss
 import numpy as np
 import pytest
 import torch
 
+import metricbench.eval.candidate_lists as candidate_lists
+import metricbench.eval.exact_knn as exact_knn
+import metricbench.eval.indexes as indexes
 import metricbench.eval.knn as knn_module
 from metricbench.eval import knn_search
 
@@ -188,3 +193,206 @@ def test_squared_distance_overflow_is_an_error_not_garbage():
 def test_doctests():
     result = doctest.testmod(knn_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --- The exact CPU search's machinery: sampled limits, symmetric tiles, compactions, retries ---------------
+
+
+def _clustered(n, dim, seed, classes=8):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, dim)) * 2
+    return (centers[rng.integers(0, classes, n)] + rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def _exact_reference(queries, gallery, k, metric):
+    """(distances, indices) by brute force: float64 scores, self excluded when gallery is None, stable order."""
+    full = _brute_force(queries, queries if gallery is None else gallery, metric)
+    if gallery is None:
+        np.fill_diagonal(full, np.inf if metric == "l2" else -np.inf)
+    order = np.argsort(full if metric == "l2" else -full, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(full, order, axis=1), order
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of 16 rows and a gallery sample even for small sets, so tests cross every code path."""
+    monkeypatch.setattr(exact_knn, "_TILE", 16)
+    monkeypatch.setattr(exact_knn, "_SAMPLE_MAX_FRACTION", 0.5)
+    monkeypatch.setattr(exact_knn, "_SAMPLE_HITS", 16)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("leave_one_out", [True, False])
+@pytest.mark.parametrize("chunk_size", [None, 7, 40])
+def test_tiled_symmetric_search_matches_brute_force(small_tiles, metric, leave_one_out, chunk_size):
+    x = _clustered(150, 6, seed=10)
+    gallery = None if leave_one_out else _clustered(130, 6, seed=11)
+    distances, indices = knn_search(x, gallery, k=12, metric=metric, chunk_size=chunk_size)
+    expected_distances, expected_indices = _exact_reference(x, gallery, 12, metric)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-4, atol=1e-4)
+
+
+def test_limits_are_set_from_the_sample_and_bound_the_kth_distance(small_tiles):
+    x = _clustered(400, 5, seed=12)
+    left, right = exact_knn._operands(x, "l2")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        limits = exact_knn._sample_limits(left, right, 20, True, 0, exact_knn._Workers(pool, 2))
+    kth = _exact_reference(x, None, 20, "l2")[0][:, -1]
+    assert np.isfinite(limits).all()
+    assert np.mean(limits > kth) > 0.9  # an estimate: almost always above the k-th distance
+
+
+@pytest.mark.parametrize("leave_one_out", [True, False])
+def test_rows_whose_sampled_limit_is_too_tight_are_searched_again(small_tiles, monkeypatch, leave_one_out):
+    monkeypatch.setattr(exact_knn, "_SAMPLE_SIGMAS", -3.0)  # limits far below the k-th distance
+    x = _clustered(200, 5, seed=13)
+    gallery = None if leave_one_out else _clustered(180, 5, seed=14)
+    _, indices = knn_search(x, gallery, k=15)
+    np.testing.assert_array_equal(indices, _exact_reference(x, gallery, 15, "l2")[1])
+
+
+def test_full_candidate_lists_compact_to_the_k_smallest(small_tiles, monkeypatch):
+    monkeypatch.setattr(candidate_lists, "capacity", lambda k: k + 16)  # compact after every strip
+    monkeypatch.setattr(exact_knn, "capacity", lambda k: k + 16)
+    x = _clustered(300, 4, seed=15)
+    for gallery in (None, _clustered(250, 4, seed=16)):
+        _, indices = knn_search(x, gallery, k=25)
+        np.testing.assert_array_equal(indices, _exact_reference(x, gallery, 25, "l2")[1])
+
+
+def test_candidate_lists_keep_the_k_smallest_sorted():
+    rng = np.random.default_rng(17)
+    tile = rng.standard_normal((40, 300)).astype(np.float32)
+    lists = candidate_lists.CandidateLists(np.full(80, np.inf, dtype=np.float32), k=9)
+    lists.offer_rows(tile[:, :150], row0=0, col0=0)
+    lists.offer_rows(tile[:, 150:], row0=0, col0=150)
+    lists.offer_columns(np.ascontiguousarray(tile.T), row0=40, col0=0)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        values, ids = lists.finish(pool, 2)
+    expected = np.argsort(tile, axis=1, kind="stable")[:, :9]
+    np.testing.assert_array_equal(ids[:40], expected)
+    np.testing.assert_array_equal(ids[40:], expected)
+    np.testing.assert_array_equal(values[:40], np.take_along_axis(tile, expected, axis=1))
+    # With exact ties at the k-th distance any of the tied items may be kept.
+    ties = rng.integers(0, 6, size=(40, 300)).astype(np.float32)
+    lists = candidate_lists.CandidateLists(np.full(40, np.inf, dtype=np.float32), k=9)
+    lists.offer_rows(ties, row0=0, col0=0)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        values, ids = lists.finish(pool, 2)
+    np.testing.assert_array_equal(values, np.sort(ties, axis=1)[:, :9])
+    np.testing.assert_array_equal(values, np.take_along_axis(ties, ids, axis=1))
+    assert all(len(set(row)) == 9 for row in ids.tolist())
+
+
+def test_candidate_lists_report_missing_neighbours():
+    lists = candidate_lists.CandidateLists(np.array([0.5, np.inf], dtype=np.float32), k=3)
+    lists.offer_rows(np.array([[0.1, 0.9, 0.2, 0.7], [0.3, np.nan, np.inf, 0.4]], dtype=np.float32), 0, 0)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        values, ids = lists.finish(pool, 1)
+    np.testing.assert_array_equal(ids, [[0, 2, -1], [0, 3, -1]])
+    np.testing.assert_array_equal(values[:, -1], [np.inf, np.inf])
+
+
+def test_symmetric_rounds_cover_each_tile_once_with_disjoint_blocks():
+    for blocks in range(1, 9):
+        rounds = exact_knn._symmetric_rounds(blocks)
+        tiles = [tile for round_ in rounds for tile in round_]
+        assert sorted(tiles) == [(i, j) for i in range(blocks) for j in range(i, blocks)]
+        for round_ in rounds:
+            used = [block for tile in round_ for block in set(tile)]
+            assert len(used) == len(set(used))
+
+
+# --- Approximate indexes, "auto", GPUs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_approximate_indexes_find_most_exact_neighbours_and_never_the_query_itself(index, metric):
+    x = _clustered(3000, 16, seed=18, classes=20)
+    distances, indices = knn_search(x, k=10, metric=metric, index=index)
+    assert indices.shape == distances.shape == (3000, 10)
+    assert not (indices == np.arange(3000)[:, None]).any()
+    _, exact = knn_search(x, k=10, metric=metric)
+    overlap = np.mean([np.intersect1d(a, b).size / 10 for a, b in zip(indices, exact)])
+    assert overlap > 0.9
+    found = indices >= 0
+    order = np.diff(np.where(found, distances, distances[:, :1]), axis=1)
+    assert (order >= -1e-5).all() if metric == "l2" else (order <= 1e-5).all()
+
+
+def test_ivf_parameters_follow_the_gallery_size():
+    assert indexes.ivf_nlist(1_000_000) == 4000
+    assert indexes.ivf_nlist(1000) == 1000 // 39  # at least 39 training points per list
+    assert indexes.ivf_nprobe(4000, 1_000_000, k=10) == 500
+    assert indexes.ivf_nprobe(4000, 1_000_000, k=10_000) == 32 * 10_000 // 250  # enough lists for ~32·k items
+    assert indexes.ivf_nprobe(100, 1_000_000, k=1_000_000) == 100
+    index = indexes.build_index(_clustered(2000, 8, seed=19), "l2", "ivf", k=5)
+    assert index.nlist == indexes.ivf_nlist(2000) and index.nprobe == indexes.ivf_nprobe(index.nlist, 2000, 5)
+    hnsw = indexes.build_index(_clustered(500, 8, seed=19), "cosine", "hnsw", k=100)
+    assert hnsw.hnsw.efSearch >= 100 and hnsw.metric_type == faiss.METRIC_INNER_PRODUCT
+
+
+def test_approximate_index_pads_missing_neighbours_with_minus_one(monkeypatch):
+    monkeypatch.setattr(indexes, "ivf_nprobe", lambda nlist, size, k: 1)  # one list may hold < k items
+    x = _clustered(400, 4, seed=20)
+    distances, indices = knn_search(x[:50], x, k=200, index="ivf")
+    missing = indices < 0
+    assert missing.any()
+    assert np.isinf(distances[missing]).all() and np.isfinite(distances[~missing]).all()
+
+
+def test_auto_is_exact_up_to_the_documented_gallery_size(monkeypatch):
+    assert indexes.resolve_index("auto", indexes.AUTO_EXACT_MAX_GALLERY) == "flat"
+    assert indexes.resolve_index("auto", indexes.AUTO_EXACT_MAX_GALLERY + 1) == "ivf"
+    assert indexes.resolve_index("hnsw", 10) == "hnsw"
+    built = []
+    monkeypatch.setattr(indexes, "AUTO_EXACT_MAX_GALLERY", 100)
+    original = knn_module.build_index
+    monkeypatch.setattr(knn_module, "build_index", lambda *a, **kw: built.append(a[2]) or original(*a, **kw))
+    x = _clustered(2000, 4, seed=21)
+    knn_search(x[:100], k=3, index="auto")
+    knn_search(x, k=3, index="auto")
+    assert built == ["ivf"]
+
+
+def test_gpu_path_is_taken_when_faiss_reports_gpus(monkeypatch):
+    cloned = []
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", lambda index: cloned.append(index) or index, raising=False)
+    x = _clustered(300, 4, seed=22)
+    distances, indices = knn_search(x, k=5)  # exact on the "GPU": a FAISS flat index
+    assert len(cloned) == 1 and isinstance(cloned[0], faiss.IndexFlat)
+    np.testing.assert_array_equal(indices, _exact_reference(x, None, 5, "l2")[1])
+    knn_search(x, k=5, index="ivf")
+    assert isinstance(cloned[1], faiss.IndexIVFFlat)
+    knn_search(x, k=5, index="hnsw")  # FAISS has no GPU HNSW
+    assert len(cloned) == 2
+    _, big_k = knn_search(x[:3], np.tile(x, (8, 1)), k=indexes.GPU_MAX_K + 1)  # beyond the GPU's k: CPU
+    assert len(cloned) == 2 and big_k.shape == (3, indexes.GPU_MAX_K + 1)
+
+
+def test_faiss_without_gpu_support_counts_no_gpus(monkeypatch):
+    monkeypatch.delattr(faiss, "get_num_gpus", raising=False)
+    assert indexes.gpu_count() == 0
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0, raising=False)
+    assert indexes.gpu_count() == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"index": "annoy"}, ValueError, "index must be one of"),
+        ({"seed": 1.5}, TypeError, "seed must be an int"),
+    ],
+)
+def test_index_and_seed_errors_name_the_argument(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        knn_search(np.zeros((5, 2)), k=1, **kwargs)
+
+
+def test_module_doctests():
+    for module in (exact_knn, indexes, candidate_lists):
+        result = doctest.testmod(module)
+        assert result.failed == 0

@@ -15,7 +15,7 @@ import torch
 from metricbench.checkpoint import load_checkpoint
 from metricbench.cli import main
 
-FAST = ["--no-progress", "--set", "train.batch_size=64"]
+FAST = ["--no-progress", "--set", "train.batch_size=64", "--set", "eval.plots=false"]
 
 
 def train(out, *extra):
@@ -25,15 +25,21 @@ def train(out, *extra):
 @pytest.mark.slow
 def test_mnist5k_run_writes_config_checkpoint_metrics_and_export(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert train(out, "--dataset", "mnist5k", "--loss", "softmax", "--epochs", "1") == 0
+    assert train(out, "--dataset", "mnist5k", "--loss", "softmax", "--epochs", "1", "--set", "eval.plots=true") == 0
     assert {p.name for p in out.iterdir()} >= {"config.toml", "split.npz", "checkpoint.pt", "log.csv", "metrics.json",
-                                             "export", "tensorboard"}
+                                             "class_stats.csv", "export", "plots", "tensorboard"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split_sizes"] == {"train": 3500, "val": 500, "test": 1000}
     assert metrics["test"]["precision_at_1"] > 0.8  # chance is 0.1
+    assert 0 < metrics["test"]["nmi"] <= 1 and 0 < metrics["test"]["distances"]["intra_inter_ratio"] < 1
     vectors = np.loadtxt(out / "export" / "vectors.tsv", delimiter="\t")
     assert vectors.shape == (1000, 64)
-    assert len((out / "export" / "metadata.tsv").read_text().splitlines()) == 1001  # header + rows
+    metadata = (out / "export" / "metadata.tsv").read_text().splitlines()
+    assert len(metadata) == 1001 and metadata[0].startswith("label\tlabel_id\tsplit\trow\tnearest_label")
+    assert {"sprite.png", "projector_config.pbtxt", "projector_config.json"} <= {p.name for p in (out / "export").iterdir()}
+    assert {"umap.png", "distances.png", "margins.png"} <= {p.name for p in (out / "plots").iterdir()}
+    stats = (out / "class_stats.csv").read_text().splitlines()
+    assert len(stats) == 11  # header + 10 digits
     assert '"precision_at_1"' in capsys.readouterr().out
 
 
@@ -126,7 +132,9 @@ def test_eval_and_export_reuse_the_checkpoint(tmp_path, capsys):
     trained = json.loads((out / "metrics.json").read_text())["test"]
     capsys.readouterr()
     assert main(["eval", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out) == pytest.approx(trained)
+    again = json.loads(capsys.readouterr().out)
+    assert again.pop("distances") == pytest.approx(trained.pop("distances"))
+    assert again == pytest.approx(trained)
     assert main(["export", str(out), "--split", "val"]) == 0
     vectors = np.loadtxt(out / "export-val" / "vectors.tsv", delimiter="\t")
     assert vectors.shape[0] == json.loads((out / "metrics.json").read_text())["split_sizes"]["val"]
@@ -178,3 +186,46 @@ def test_tensorboard_reads_the_logged_scalars(tmp_path):
     steps = [e.step for e in events.Scalars("train/loss")]
     assert steps == sorted(steps) and steps[0] == 5
     assert len(events.Scalars("val/precision_at_1")) == 2
+
+
+def _embeddings_files(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.array(["ant", "bee", "cat"]), 40)
+    x = rng.normal(size=(120, 6)).astype(np.float32) + 3 * np.eye(3, 6, dtype=np.float32)[np.repeat(np.arange(3), 40)]
+    np.save(tmp_path / "e.npy", x)
+    np.save(tmp_path / "l.npy", np.repeat(np.arange(3), 40))
+    np.savez(tmp_path / "e.npz", embeddings=x, labels=labels)
+    import pandas as pd
+
+    pd.DataFrame(x, columns=[f"f{i}" for i in range(6)]).assign(species=labels).to_parquet(tmp_path / "e.parquet")
+    return x, labels
+
+
+@pytest.mark.parametrize("files", [["e.npy", "--labels", "l.npy"], ["e.npz"], ["e.parquet", "--label-column", "species"]])
+def test_eval_embeddings_from_any_model(tmp_path, capsys, files):
+    x, labels = _embeddings_files(tmp_path)
+    args = ["eval", "--embeddings", str(tmp_path / files[0]), *[str(tmp_path / a) if a.endswith(".npy") else a for a in files[1:]]]
+    assert main([*args, "--metric", "cosine", "--ks", "1", "5", "--no-plots", "--out", str(tmp_path / "report")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert {"recall_at_1", "recall_at_5", "map_at_r", "nmi", "ami", "distances"} <= set(printed)
+    from metricbench.eval import retrieval_metrics
+
+    expected = retrieval_metrics(x, np.repeat(np.arange(3), 40), ks=(1, 5), metric="cosine")
+    assert printed["map_at_r"] == pytest.approx(expected["map_at_r"])
+    assert len((tmp_path / "report" / "class_stats.csv").read_text().splitlines()) == 4
+    assert (tmp_path / "report" / "export" / "vectors.tsv").exists()
+
+
+def test_eval_bad_input(tmp_path, capsys):
+    _embeddings_files(tmp_path)
+    np.save(tmp_path / "one.npy", np.zeros(120, dtype=int))
+    cases = [
+        (["eval"], "give either a run directory or --embeddings"),
+        (["eval", "--embeddings", str(tmp_path / "e.npy")], "--labels is required"),
+        (["eval", "--embeddings", str(tmp_path / "e.npy"), "--labels", str(tmp_path / "one.npy")], "at least 2"),
+        (["eval", "--embeddings", str(tmp_path / "nope.npy"), "--labels", str(tmp_path / "l.npy")], "does not exist"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2
+        assert message in capsys.readouterr().err, args
