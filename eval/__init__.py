@@ -2,8 +2,8 @@
 
 `knn_search` (and its streaming form `knn_search_chunks`) is the one FAISS boundary; the metric
 functions are pure functions over neighbour labels; `retrieval_metrics` runs the search and returns
-every metric; the projector exporters (`export_projector`, `write_projector_tsv`) are the only part
-that touches the filesystem.
+every metric; only the projector exporters (`export_projector`, `write_projector_tsv`) and the plot
+writers (`plot_*`, `write_eval_plots`) touch the filesystem.
 """
 
 from .average_precision import mean_average_precision
