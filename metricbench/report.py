@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from metricbench.eval import class_distance_stats, export_projector, knn_search, retrieval_metrics, write_eval_plots
 
@@ -46,7 +47,7 @@ def evaluate_embeddings(embeddings: np.ndarray, labels: np.ndarray, *, metric: s
 def write_evaluation(out_dir: Path, embeddings: np.ndarray, labels: np.ndarray, *, class_names: Sequence[str],
                      metric: str = "l2", ks: Sequence[int] = (1, 2, 4, 8), full_map: bool = False,
                      images: np.ndarray | None = None, rows: np.ndarray | None = None, split: str | None = None,
-                     plots: bool = True, export: bool = True, seed: int = 0) -> dict[str, Any]:
+                     plots: bool = True, export: bool = True, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Evaluate (N, D) `embeddings` with (N,) contiguous int `labels` and write into `out_dir`:
     `class_stats.csv`, `export/` (Embedding Projector files; a sprite when `images` are given) and
     `plots/` (UMAP, intra vs inter distances, class margins).
@@ -55,7 +56,11 @@ def write_evaluation(out_dir: Path, embeddings: np.ndarray, labels: np.ndarray, 
         The metrics, for the caller to write into its `metrics.json` with whatever else it records.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    stages = ["retrieval and distances"] + ["projector export"] * export + ["plots"] * plots
+    bar = tqdm(total=len(stages), desc="evaluating", unit="stage", disable=not progress, leave=False)
+    bar.set_postfix_str(stages[0])
     metrics, per_class = evaluate_embeddings(embeddings, labels, metric=metric, ks=ks, full_map=full_map)
+    bar.update()
     named = [class_names[i] for i in per_class.index]
     table = per_class.assign(class_name=named, nearest_class_name=[class_names[i] for i in per_class["nearest_class"]])
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".class_stats.csv.")
@@ -63,10 +68,15 @@ def write_evaluation(out_dir: Path, embeddings: np.ndarray, labels: np.ndarray, 
     table.to_csv(tmp, float_format="%.6g")
     os.replace(tmp, out_dir / "class_stats.csv")
     if export:
+        bar.set_postfix_str("projector export")
         export_projector(out_dir / "export", embeddings, projector_metadata(embeddings, labels, class_names, metric,
                                                                              rows=rows, split=split), images=images)
+        bar.update()
     if plots:
+        bar.set_postfix_str("plots")
         write_eval_plots(out_dir / "plots", embeddings, labels, class_names=list(class_names), metric=metric, seed=seed)
+        bar.update()
+    bar.close()
     return metrics
 
 

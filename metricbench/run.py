@@ -156,7 +156,7 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
             raise
     train_seconds = time.perf_counter() - started
 
-    test = evaluate_rows(model, data, split.test, config, device=device, out_dir=out)
+    test = evaluate_rows(model, data, split.test, config, device=device, out_dir=out, progress=progress)
     metrics = {"test": test, "history": history, "epochs": trainer.epoch, "train_seconds_this_call": round(train_seconds, 3),
                "num_classes": data.num_classes, "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}}
     write_json(metrics, out / METRICS)
@@ -168,7 +168,8 @@ def _embed_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, device: to
 
 
 def evaluate_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, config: ExperimentConfig, *,
-                  device: torch.device, out_dir: Path | None = None, split_name: str = "test") -> dict[str, Any]:
+                  device: torch.device, out_dir: Path | None = None, split_name: str = "test",
+                  progress: bool = True) -> dict[str, Any]:
     """Leave-one-out retrieval metrics and distance statistics of the given rows (normally the test split).
 
     With `out_dir`, also write the per-class distance table, the Embedding Projector export (with a
@@ -180,7 +181,7 @@ def evaluate_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, config: 
         return evaluate_embeddings(embeddings, labels, metric=ev.metric, ks=ev.ks, full_map=ev.full_map)[0]
     return write_evaluation(out_dir, embeddings, labels, class_names=data.class_names, metric=ev.metric, ks=ev.ks,
                             full_map=ev.full_map, images=data.x[rows] if data.kind == "image" else None, rows=rows,
-                            split=split_name, plots=ev.plots, export=ev.export, seed=config.seed)
+                            split=split_name, plots=ev.plots, export=ev.export, seed=config.seed, progress=progress)
 
 
 def export_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, out_dir: Path, *, device: torch.device,
