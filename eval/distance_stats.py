@@ -15,26 +15,13 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.metrics import silhouette_score
 
+from .inputs import check_int, unit_rows
 from .knn import METRICS, to_float32_matrix, to_int_labels
 
 __all__ = ["class_distance_stats"]
 
 # Centroid-distance entries per row block (32 MiB of float64; a few such temporaries live at once).
 _BLOCK_ENTRIES = 2**22
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm; all-zero rows stay zero."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
 def _class_quantile(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, q: float) -> np.ndarray:
@@ -198,13 +185,13 @@ def class_distance_stats(
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     x = to_float32_matrix(embeddings, "embeddings").astype(np.float64)
     label_array = to_int_labels(labels, "labels", x.shape[0], "embeddings rows")
-    max_silhouette = _check_int(max_silhouette, "max_silhouette", 3)
-    seed = _check_int(seed, "seed", 0)
+    max_silhouette = check_int(max_silhouette, "max_silhouette", 3)
+    seed = check_int(seed, "seed", 0)
     classes, inverse, sizes = np.unique(label_array, return_inverse=True, return_counts=True)
     if classes.size < 2:
         raise ValueError(f"labels must contain at least 2 classes, got {classes.size}")
     if metric == "cosine":
-        x = _unit_rows(x)
+        x = unit_rows(x)
 
     centroids = np.zeros((classes.size, x.shape[1]))
     np.add.at(centroids, inverse, x)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .inputs import check_int, unit_rows
 from .knn import METRICS, to_float32_matrix, to_int_labels
 
 __all__ = ["PairDistances", "pair_distances"]
@@ -52,20 +53,6 @@ class PairDistances:
     def inter_exact(self) -> bool:
         """True when `inter` holds every different-class pair once (no sampling)."""
         return self.inter.size == self.inter_total
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm; all-zero rows stay zero (as in class_distance_stats)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
 def _distances(x: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -191,15 +178,15 @@ def pair_distances(
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     x = to_float32_matrix(embeddings, "embeddings")
     label_array = to_int_labels(labels, "labels", x.shape[0], "embeddings rows")
-    max_pairs = _check_int(max_pairs, "max_pairs", 2)
-    seed = _check_int(seed, "seed", 0)
+    max_pairs = check_int(max_pairs, "max_pairs", 2)
+    seed = check_int(seed, "seed", 0)
     classes, inverse, sizes = np.unique(label_array, return_inverse=True, return_counts=True)
     if classes.size < 2:
         raise ValueError(f"labels must contain at least 2 classes, got {classes.size}")
     if sizes.max() < 2:
         raise ValueError("labels must have a class with at least 2 rows (for same-class pairs), got none")
     if metric == "cosine":
-        x = _unit_rows(x)
+        x = unit_rows(x)
 
     counts = sizes.astype(np.float64)  # N^2 may not fit in int64 for the products below
     intra_total = int(np.sum(sizes * (sizes - 1) // 2))

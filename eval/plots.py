@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike
 from .atomic_files import write_files_atomically
 from .distance_stats import class_distance_stats
 from .figures import class_margin_figure, distance_histogram_figure, umap_figure
+from .inputs import check_int
 from .knn import METRICS, to_float32_matrix, to_int_labels
 from .pairs import pair_distances
 from .umap_projection import umap_2d
@@ -53,14 +54,6 @@ def _png_path(path: Any) -> Path:
     if result.suffix.lower() != ".png":
         raise ValueError(f"path must end with .png, got {str(result)!r}")
     return result
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_metric(metric: Any) -> str:
@@ -269,7 +262,7 @@ def plot_class_margins(
     """
     target = _png_path(path)
     table, names = _margin_table(per_class_df, class_names)
-    max_classes = _check_int(max_classes, "max_classes", 2)
+    max_classes = check_int(max_classes, "max_classes", 2)
     _save_figures({target: class_margin_figure(table, names, max_classes=max_classes)})
     return target
 

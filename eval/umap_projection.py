@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .inputs import check_int
 from .knn import METRICS, knn_search, to_float32_matrix, to_int_labels
 
 __all__ = ["UMAP_NEIGHBORS", "sample_rows", "umap_2d"]
@@ -46,14 +47,6 @@ _UNCACHED_UMAP_KERNELS = (
     ("umap.distances", "cosine"),
 )
 _disk_cache_enabled = False
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def sample_rows(num_rows: int, size: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
@@ -155,8 +148,8 @@ def umap_2d(
     if x.shape[0] < _MIN_POINTS:
         raise ValueError(f"embeddings must have at least {_MIN_POINTS} rows for UMAP, got {x.shape[0]}")
     label_array = None if labels is None else to_int_labels(labels, "labels", x.shape[0], "embeddings rows")
-    seed = _check_int(seed, "seed", 0)
-    max_points = _check_int(max_points, "max_points", _MIN_POINTS)
+    seed = check_int(seed, "seed", 0)
+    max_points = check_int(max_points, "max_points", _MIN_POINTS)
 
     kept = sample_rows(x.shape[0], max_points, seed, label_array)
     x = x[kept]
