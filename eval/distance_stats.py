@@ -8,7 +8,6 @@ once to float32 by `to_float32_matrix` (as for the kNN search); every computatio
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd

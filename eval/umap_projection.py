@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike

@@ -3,7 +3,7 @@ classifier heads and centers belong to the losses."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
