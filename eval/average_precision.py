@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .knn import METRICS, l2_normalized, to_float32_matrix, to_int_labels
+from .inputs import METRICS, l2_normalized, labelled_sets
 
 __all__ = ["mean_average_precision"]
 
@@ -105,20 +105,9 @@ def mean_average_precision(
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    gallery = to_float32_matrix(embeddings, "embeddings")
-    gallery_labels = to_int_labels(labels, "labels", gallery.shape[0], "embeddings rows")
-    if (query_embeddings is None) != (query_labels is None):
-        raise ValueError("query_embeddings and query_labels must be given together, got only one of them")
-    leave_one_out = query_embeddings is None
-    if leave_one_out:
-        queries, query_label_array = gallery, gallery_labels
-    else:
-        queries = to_float32_matrix(query_embeddings, "query_embeddings")
-        if queries.shape[1] != gallery.shape[1]:
-            raise ValueError(
-                f"query_embeddings must have dim {gallery.shape[1]} like embeddings, got {queries.shape}"
-            )
-        query_label_array = to_int_labels(query_labels, "query_labels", queries.shape[0], "query_embeddings rows")
+    gallery, gallery_labels, queries, query_label_array, leave_one_out = labelled_sets(
+        embeddings, labels, query_embeddings, query_labels
+    )
     if metric == "cosine":
         gallery = l2_normalized(gallery)
         queries = gallery if leave_one_out else l2_normalized(queries)

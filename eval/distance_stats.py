@@ -14,8 +14,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.metrics import silhouette_score
 
-from .inputs import check_int, unit_rows
-from .knn import METRICS, to_float32_matrix, to_int_labels
+from .inputs import METRICS, check_int, l2_normalized, to_float32_matrix, to_int_labels
 
 __all__ = ["class_distance_stats"]
 
@@ -190,7 +189,7 @@ def class_distance_stats(
     if classes.size < 2:
         raise ValueError(f"labels must contain at least 2 classes, got {classes.size}")
     if metric == "cosine":
-        x = unit_rows(x)
+        x = l2_normalized(x)
 
     centroids = np.zeros((classes.size, x.shape[1]))
     np.add.at(centroids, inverse, x)

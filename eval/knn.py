@@ -18,59 +18,13 @@ from numpy.typing import ArrayLike
 
 from .exact_knn import exact_knn_blocks
 from .indexes import GPU_MAX_K, build_index, gpu_count, resolve_index
+from .inputs import METRICS, l2_normalized, to_float32_matrix
 
-__all__ = ["METRICS", "knn_search", "knn_search_chunks", "l2_normalized", "to_float32_matrix", "to_int_labels"]
+__all__ = ["METRICS", "knn_search", "knn_search_chunks"]
 
-METRICS = ("l2", "cosine")
 
 # Working memory one FAISS search call may use (result heaps and FAISS's distance blocks), in bytes.
 _CHUNK_BUDGET_BYTES = 256 * 2**20
-
-
-def to_int_labels(labels: Any, name: str, length: int, rows_of: str) -> np.ndarray:
-    """Convert (N,) integer labels (numpy or torch) to a numpy array, checking dtype and length."""
-    if hasattr(labels, "detach") and hasattr(labels, "cpu"):
-        labels = labels.detach().cpu().numpy()
-    array = np.asarray(labels)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
-    if array.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},) to match {rows_of}, got {array.shape}")
-    return array
-
-
-def to_float32_matrix(x: ArrayLike, name: str) -> np.ndarray:
-    """Convert a 2-D numpy array or torch tensor to a finite, C-contiguous float32 array.
-
-    Args:
-        x: (N, D) array-like of real numbers; a torch tensor is detached and moved to the CPU.
-        name: argument name used in error messages.
-
-    Returns:
-        (N, D) float32 C-contiguous array (the input itself when it already is one).
-
-    Raises:
-        TypeError: if `x` is not numeric.
-        ValueError: if `x` is not 2-D, has no columns, or holds NaN/Inf (also after the cast to float32).
-    """
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch here
-        x = x.detach().cpu()
-        x = (x.float() if x.is_floating_point() else x).numpy()  # bfloat16 has no numpy dtype
-    array = np.asarray(x)
-    if array.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise ValueError(f"{name} must have shape (num_points, dim), got {array.shape}")
-    if array.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one column, got shape {array.shape}")
-    with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported just below
-        array = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(array).all():
-        bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
-        raise ValueError(
-            f"{name} must be finite in float32, got NaN/Inf (or a value beyond float32) in row {bad}"
-        )
-    return array
 
 
 def _check_k(k: Any, available: int, leave_one_out: bool) -> int:
@@ -80,15 +34,6 @@ def _check_k(k: Any, available: int, leave_one_out: bool) -> int:
     if not 1 <= k <= available:
         raise ValueError(f"k must be in [1, {available}] ({where}), got {k}")
     return int(k)
-
-
-def l2_normalized(x: np.ndarray) -> np.ndarray:
-    """Row-normalised copy of an (N, D) float32 array; all-zero rows stay zero (similarity 0 to everything)."""
-    # Dividing by the largest |value| first keeps the float32 norm from overflowing or underflowing.
-    scale = np.abs(x).max(axis=1, keepdims=True)
-    out = np.divide(x, scale, out=np.zeros_like(x), where=scale > 0)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return np.divide(out, norms, out=out, where=norms > 0)
 
 
 def _chunk_size(k_search: int) -> int:

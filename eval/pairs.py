@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .inputs import check_int, unit_rows
-from .knn import METRICS, to_float32_matrix, to_int_labels
+from .inputs import METRICS, check_int, l2_normalized, to_float32_matrix, to_int_labels
 
 __all__ = ["PairDistances", "pair_distances"]
 
@@ -185,7 +184,7 @@ def pair_distances(
     if sizes.max() < 2:
         raise ValueError("labels must have a class with at least 2 rows (for same-class pairs), got none")
     if metric == "cosine":
-        x = unit_rows(x)
+        x = l2_normalized(x)
 
     counts = sizes.astype(np.float64)  # N^2 may not fit in int64 for the products below
     intra_total = int(np.sum(sizes * (sizes - 1) // 2))

@@ -24,8 +24,7 @@ from numpy.typing import ArrayLike
 from .atomic_files import write_files_atomically
 from .distance_stats import class_distance_stats
 from .figures import class_margin_figure, distance_histogram_figure, umap_figure
-from .inputs import check_int
-from .knn import METRICS, to_float32_matrix, to_int_labels
+from .inputs import METRICS, check_int, to_float32_matrix, to_int_labels
 from .pairs import pair_distances
 from .umap_projection import umap_2d
 

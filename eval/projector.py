@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 
 from .atomic_files import Content, write_files_atomically
 from .float_tsv import write_float32_tsv
-from .knn import to_float32_matrix
+from .inputs import to_float32_matrix
 from .projector_config import ProjectorEmbedding, projector_config_json, projector_config_pbtxt
 from .projector_metadata import metadata_columns, metadata_tsv
 from .sprite import check_images, make_sprite, png_bytes

@@ -17,7 +17,8 @@ from .average_precision import mean_average_precision
 from .clustering import ami, kmeans_assignment, nmi
 from .index_recall import index_recall_rows, neighbor_recall
 from .indexes import resolve_index
-from .knn import METRICS, knn_search_chunks, l2_normalized, to_float32_matrix, to_int_labels
+from .inputs import METRICS, l2_normalized, labelled_sets
+from .knn import knn_search_chunks
 from .retrieval import map_at_r_per_query, r_precision_per_query
 
 __all__ = ["retrieval_metrics"]
@@ -155,22 +156,9 @@ def retrieval_metrics(
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    gallery = to_float32_matrix(embeddings, "embeddings")
-    gallery_labels = to_int_labels(labels, "labels", gallery.shape[0], "embeddings rows")
-    leave_one_out = query_embeddings is None
-    if leave_one_out != (query_labels is None):
-        raise ValueError("query_embeddings and query_labels must be given together, got only one of them")
-    if leave_one_out:
-        queries, query_label_array = gallery, gallery_labels
-    else:
-        queries = to_float32_matrix(query_embeddings, "query_embeddings")
-        if queries.shape[1] != gallery.shape[1]:
-            raise ValueError(
-                f"query_embeddings must have dim {gallery.shape[1]} like embeddings, got {queries.shape}"
-            )
-        query_label_array = to_int_labels(
-            query_labels, "query_labels", queries.shape[0], "query_embeddings rows"
-        )
+    gallery, gallery_labels, queries, query_label_array, leave_one_out = labelled_sets(
+        embeddings, labels, query_embeddings, query_labels
+    )
     if gallery.shape[0] < 1 + int(leave_one_out):
         needed = "2 rows for leave-one-out" if leave_one_out else "1 row"
         raise ValueError(f"embeddings must have at least {needed}, got shape {gallery.shape}")

@@ -26,8 +26,8 @@ import warnings
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .inputs import check_int
-from .knn import METRICS, knn_search, to_float32_matrix, to_int_labels
+from .inputs import METRICS, check_int, to_float32_matrix, to_int_labels
+from .knn import knn_search
 
 __all__ = ["UMAP_NEIGHBORS", "sample_rows", "umap_2d"]
 

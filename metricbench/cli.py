@@ -149,7 +149,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from .config import EvalConfig
-    from .report import evaluate_embeddings, write_evaluation, write_json
+    from .atomic import write_json
+    from .report import evaluate_embeddings, write_evaluation
 
     if (args.run is None) == (args.embeddings is None):
         raise ValueError("give either a run directory or --embeddings, not both and not neither")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 import metricbench
 from metricbench.losses import available_losses
 
+from .atomic import atomic_write
 from .config import config_to_dict, load_config
 from .run import train_run
 
@@ -40,13 +40,6 @@ def _markdown_table(df: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _plot(df: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     metrics = ["map_at_r", "precision_at_1", "recall_at_4"]
@@ -59,7 +52,7 @@ def _plot(df: pd.DataFrame, path: Path) -> None:
     ax.set_title("mnist5k, closed set: same model, epochs and seed for every loss")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
 
@@ -81,9 +74,9 @@ def run_quickstart(out: Path, runs: Path, *, epochs: int = 5, progress: bool = T
                      "seconds": round(time.perf_counter() - started, 1)})
         umap = runs / name / "plots" / "umap.png"
         if umap.exists():
-            _atomic_write(out / f"umap-{name}.png", lambda tmp, src=umap: shutil.copyfile(src, tmp))
+            atomic_write(out / f"umap-{name}.png", lambda tmp, src=umap: shutil.copyfile(src, tmp))
     df = pd.DataFrame(rows)
-    _atomic_write(out / "metrics.csv", lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))
+    atomic_write(out / "metrics.csv", lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))
     _plot(df, out / "comparison.png")
     shared = config_to_dict(config)
     shared.pop("loss")
@@ -110,6 +103,6 @@ def run_quickstart(out: Path, runs: Path, *, epochs: int = 5, progress: bool = T
         f"{platform.machine()} with {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads.",
         "",
     ])
-    _atomic_write(out / "summary.md", lambda tmp: Path(tmp).write_text(summary))
+    atomic_write(out / "summary.md", lambda tmp: Path(tmp).write_text(summary))
     print(summary)
     return df

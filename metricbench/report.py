@@ -5,9 +5,6 @@ Used at the end of every training run and by `metricbench eval --out`.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,16 +14,9 @@ from tqdm.auto import tqdm
 
 from metricbench.eval import class_distance_stats, export_projector, knn_search, retrieval_metrics, write_eval_plots
 
-__all__ = ["evaluate_embeddings", "projector_metadata", "write_evaluation", "write_json"]
+from .atomic import atomic_write
 
-
-def write_json(obj: Any, path: Path) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+__all__ = ["evaluate_embeddings", "projector_metadata", "write_evaluation"]
 
 
 def evaluate_embeddings(embeddings: np.ndarray, labels: np.ndarray, *, metric: str = "l2",
@@ -63,10 +53,7 @@ def write_evaluation(out_dir: Path, embeddings: np.ndarray, labels: np.ndarray, 
     bar.update()
     named = [class_names[i] for i in per_class.index]
     table = per_class.assign(class_name=named, nearest_class_name=[class_names[i] for i in per_class["nearest_class"]])
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".class_stats.csv.")
-    os.close(fd)
-    table.to_csv(tmp, float_format="%.6g")
-    os.replace(tmp, out_dir / "class_stats.csv")
+    atomic_write(out_dir / "class_stats.csv", lambda tmp: table.to_csv(tmp, float_format="%.6g"))
     if export:
         bar.set_postfix_str("projector export")
         export_projector(out_dir / "export", embeddings, projector_metadata(embeddings, labels, class_names, metric,

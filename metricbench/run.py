@@ -27,12 +27,13 @@ import torch
 from metricbench.eval import export_projector, retrieval_metrics
 from metricbench.losses import EmbeddingLoss, build_loss
 
+from .atomic import write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, load_config, save_config
 from .data import Dataset, Split, load_dataset, load_split, make_split, save_split
 from .logger import RunLogger
 from .models import EmbeddingNet, build_model
-from .report import evaluate_embeddings, projector_metadata, write_evaluation, write_json
+from .report import evaluate_embeddings, projector_metadata, write_evaluation
 from .trainer import Trainer, embed, resolve_device
 
 __all__ = ["LoadedRun", "evaluate_rows", "export_rows", "load_run", "train_run"]

@@ -10,8 +10,6 @@ distance between class centroids, their ratio, retrieval) to `--out`; the runs g
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from metricbench.atomic import atomic_write
 from metricbench.config import load_config
 from metricbench.eval import class_distance_stats, retrieval_metrics
 from metricbench.run import load_run, train_run
@@ -37,13 +36,6 @@ def _config(weight: float, epochs: int):
         return load_config(overrides=[*overrides, "loss.name='softmax'"])
     return load_config(overrides=[*overrides, "loss.name='center'", f"loss.options.center_weight={weight}",
                                   "loss.options.update='paper'", "loss.options.alpha=0.5"])
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def run(out: Path, runs: Path, *, epochs: int = 15, lambdas=LAMBDAS, progress: bool = True) -> pd.DataFrame:
@@ -66,7 +58,7 @@ def run(out: Path, runs: Path, *, epochs: int = 15, lambdas=LAMBDAS, progress: b
         panels.append((weight, x, y))
     df = pd.DataFrame(rows)
     _plot(panels, out / "embeddings.png")
-    _atomic(out / "metrics.csv", lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))
+    atomic_write(out / "metrics.csv", lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))
     table = ["| λ | intra-class spread | distance between centroids | ratio | precision@1 | MAP@R |", "|---:|---:|---:|---:|---:|---:|"]
     table += [f"| {r['lambda']:g} | {r['intra_mean']:.3f} | {r['inter_centroid_mean']:.3f} | {r['intra_inter_ratio']:.4f} | "
               f"{r['precision_at_1']:.4f} | {r['map_at_r']:.4f} |" for r in rows]
@@ -84,7 +76,7 @@ def run(out: Path, runs: Path, *, epochs: int = 15, lambdas=LAMBDAS, progress: b
         "![test embeddings](embeddings.png)",
         "",
     ])
-    _atomic(out / "summary.md", lambda tmp: Path(tmp).write_text(text))
+    atomic_write(out / "summary.md", lambda tmp: Path(tmp).write_text(text))
     print(text)
     return df
 
@@ -103,7 +95,7 @@ def _plot(panels, path: Path) -> None:
     np.atleast_1d(axes)[-1].legend(markerscale=4, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
     fig.suptitle("mnist5k test embeddings (LeNet++, D = 2); large dots: class centroids", fontsize=10)
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 
