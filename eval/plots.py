@@ -30,6 +30,7 @@ from .umap_projection import umap_2d
 
 __all__ = [
     "PLOT_FILES",
+    "UMAP_COORDS",
     "plot_class_margins",
     "plot_distance_histograms",
     "plot_umap",
@@ -38,6 +39,7 @@ __all__ = [
 
 # File name of each figure `write_eval_plots` writes, by the key of its returned dict.
 PLOT_FILES = {"umap": "umap.png", "distances": "distances.png", "margins": "margins.png"}
+UMAP_COORDS = "umap.npz"  # the projected points of umap.png, for figures that combine several runs
 
 ClassNames = Mapping[Any, Any] | Sequence[Any]  # class_names[label] -> display name
 
@@ -275,7 +277,8 @@ def write_eval_plots(
     metric: str = "l2",
     seed: int = 0,
 ) -> dict[str, Path]:
-    """Write umap.png, distances.png and margins.png for one labelled embedding into `out_dir`.
+    """Write umap.png, distances.png and margins.png for one labelled embedding into `out_dir`, and
+    umap.npz with the projection behind umap.png (`coords` (M, 2), `rows` (M,) into `embeddings`, `labels`).
 
     Uses the defaults of `plot_umap`, `plot_distance_histograms` and `plot_class_margins`; the margin
     table comes from `class_distance_stats(embeddings, labels, metric=metric, seed=seed)`. All three
@@ -302,11 +305,14 @@ def write_eval_plots(
     names = _names_for(np.unique(label_array), class_names)
     _, table = class_distance_stats(x, label_array, metric=metric, seed=seed)
     pairs = pair_distances(x, label_array, metric=metric, seed=seed)
+    coords, kept = umap_2d(x, metric=metric, seed=seed, max_points=_MAX_POINTS, labels=label_array)
     figures = {
-        "umap": _umap(x, label_array, names, metric, _MAX_POINTS, seed, None),
+        "umap": umap_figure(coords, label_array[kept], names, total_points=label_array.size, metric=metric, seed=seed),
         "distances": distance_histogram_figure(pairs, metric=metric, seed=seed),
         "margins": class_margin_figure(table, names, max_classes=_MAX_CLASSES),
     }
     paths = {key: Path(out_dir) / PLOT_FILES[key] for key in figures}
     _save_figures({paths[key]: figures[key] for key in figures})
+    write_files_atomically({Path(out_dir) / UMAP_COORDS: functools.partial(
+        np.savez, coords=coords, rows=kept, labels=label_array[kept])})
     return paths

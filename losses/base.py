@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .search_space import SearchSpace
+
 __all__ = ["EmbeddingLoss", "LossOutput", "validate_batch"]
 
 
@@ -89,6 +91,8 @@ class EmbeddingLoss(nn.Module):
     #: the trainer then samples m-per-class batches by default. Such losses report the part
     #: `"positive_pairs"`, and the trainer warns when batches keep arriving without any.
     needs_positive_pairs: ClassVar[bool] = False
+    #: Ranges of the options worth tuning (`metricbench tune`); empty when there is nothing to search.
+    search_space: ClassVar[SearchSpace] = {}
 
     def __init__(self, config: Any = None, *, num_classes: int, embedding_dim: int) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from .base import EmbeddingLoss, LossOutput
 from .registry import register_loss
+from .search_space import FloatRange
 from .softmax import SoftmaxLoss
 
 __all__ = ["CenterLoss", "CenterLossConfig", "CenterTerm", "CenterTermConfig", "center_term", "class_sums"]
@@ -176,6 +177,7 @@ class CenterLoss(EmbeddingLoss):
 
     Config = CenterLossConfig
     indexes_classes = True
+    search_space = {"center_weight": FloatRange(1e-4, 1.0, log=True), "alpha": FloatRange(0.05, 1.0)}
 
     def __init__(self, config: CenterLossConfig | None = None, *, num_classes: int, embedding_dim: int) -> None:
         super().__init__(config, num_classes=num_classes, embedding_dim=embedding_dim)

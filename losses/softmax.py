@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .base import EmbeddingLoss, LossOutput
 from .registry import register_loss
+from .search_space import FloatRange
 
 __all__ = ["SoftmaxLoss", "SoftmaxLossConfig"]
 
@@ -40,6 +41,7 @@ class SoftmaxLoss(EmbeddingLoss):
 
     Config = SoftmaxLossConfig
     indexes_classes = True
+    search_space = {"label_smoothing": FloatRange(0.0, 0.3)}
 
     def __init__(self, config: SoftmaxLossConfig | None = None, *, num_classes: int, embedding_dim: int) -> None:
         super().__init__(config, num_classes=num_classes, embedding_dim=embedding_dim)

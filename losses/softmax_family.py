@@ -15,6 +15,7 @@ from torch import Tensor
 from .base import EmbeddingLoss, LossOutput
 from .pml_adapter import PMLLoss, PMLLossConfig
 from .registry import register_loss
+from .search_space import FloatRange
 
 __all__ = [
     "ArcFaceLoss",
@@ -93,6 +94,7 @@ class NormSoftmaxLoss(_PMLClassifierLoss):
 
     Config = NormSoftmaxLossConfig
     pml_name = "NormalizedSoftmaxLoss"
+    search_space = {"temperature": FloatRange(0.01, 0.2, log=True)}
 
 
 @register_loss("arcface")
@@ -101,6 +103,7 @@ class ArcFaceLoss(_PMLClassifierLoss):
 
     Config = ArcFaceLossConfig
     pml_name = "ArcFaceLoss"
+    search_space = {"margin": FloatRange(5.0, 60.0), "scale": FloatRange(8.0, 128.0, log=True)}
 
 
 @register_loss("cosface")
@@ -109,3 +112,4 @@ class CosFaceLoss(_PMLClassifierLoss):
 
     Config = CosFaceLossConfig
     pml_name = "CosFaceLoss"
+    search_space = {"margin": FloatRange(0.05, 0.6), "scale": FloatRange(8.0, 128.0, log=True)}

@@ -13,7 +13,7 @@ from .base import EmbeddingLoss, LossOutput
 from .distances import pairwise_distances
 from .registry import register_loss
 from .triplet_mining import hardest_pairs, pair_masks
-from .triplet_semihard import TripletSemiHardLossConfig
+from .triplet_semihard import TripletSemiHardLoss, TripletSemiHardLossConfig
 
 __all__ = ["TripletHardLoss", "TripletHardLossConfig"]
 
@@ -42,6 +42,7 @@ class TripletHardLoss(EmbeddingLoss):
 
     Config = TripletHardLossConfig
     needs_positive_pairs = True
+    search_space = TripletSemiHardLoss.search_space
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> LossOutput:
         distances = pairwise_distances(embeddings, self.config.distance)

@@ -11,6 +11,7 @@ from torch import Tensor
 from .base import EmbeddingLoss, LossOutput
 from .distances import DISTANCES, pairwise_distances
 from .registry import register_loss
+from .search_space import FloatRange
 from .triplet_mining import semihard_negatives
 
 __all__ = ["TripletSemiHardLoss", "TripletSemiHardLossConfig"]
@@ -51,6 +52,7 @@ class TripletSemiHardLoss(EmbeddingLoss):
 
     Config = TripletSemiHardLossConfig
     needs_positive_pairs = True
+    search_space = {"margin": FloatRange(0.05, 2.0, log=True)}
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> LossOutput:
         distances = pairwise_distances(embeddings, self.config.distance)

@@ -47,6 +47,9 @@ class DataConfig:
         label_column: label column of CSV/Parquet files.
         feature_columns: feature columns of CSV/Parquet files (default: every other numeric column).
         image_size: (height, width) to resize folder images to (default: all must share one size).
+        holdout: what the run is evaluated on: `test`, or `validation` for hyperparameter search — the
+            test rows are then never used; the train and val rows are split again with the same
+            protocol (class-disjoint for `open`) and the run is evaluated on that held-out part.
     """
 
     dataset: str = "mnist5k"
@@ -56,6 +59,11 @@ class DataConfig:
     label_column: str = "label"
     feature_columns: tuple[str, ...] | None = None
     image_size: tuple[int, int] | None = None
+    holdout: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.holdout not in ("test", "validation"):
+            raise ValueError(f"data.holdout must be test or validation; got {self.holdout!r}")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from metricbench.losses import EmbeddingLoss, build_loss
 from .atomic import write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, load_config, save_config
-from .data import Dataset, Split, load_dataset, load_split, make_split, save_split
+from .data import Dataset, Split, load_dataset, load_split, make_split, save_split, validation_split
 from .logger import RunLogger
 from .models import EmbeddingNet, build_model
 from .report import evaluate_embeddings, projector_metadata, write_evaluation
@@ -63,6 +63,15 @@ def _saved_split(run_dir: Path, data: Dataset) -> Split:
         raise ValueError(f"{str(run_dir / SPLIT)!r} covers {rows} rows but dataset {data.name!r} now has {len(data)}; "
                          "the data changed since this run was made")
     return split
+
+
+def _rows_used(config: ExperimentConfig, data: Dataset, split: Split) -> Split:
+    """The split a run trains and evaluates on: the saved one, or for `data.holdout = "validation"` the
+    split of its train and val rows that `validation_split` derives (split.npz keeps the full split)."""
+    if config.data.holdout == "test":
+        return split
+    return validation_split(split, data.y, val_fraction=config.data.val_fraction,
+                            test_fraction=config.data.test_fraction)
 
 
 def _build(config: ExperimentConfig, data: Dataset, split: Split) -> tuple[EmbeddingNet, EmbeddingLoss]:
@@ -113,10 +122,11 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
 
     # Everything that can fail on bad input happens before the run directory is touched.
     data = _load_data(config)
-    split = _saved_split(out, data) if resume else make_split(
+    full_split = _saved_split(out, data) if resume else make_split(
         data.y, protocol=config.data.protocol, seed=config.seed,
         val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
     )
+    split = _rows_used(config, data, full_split)
     model, loss_fn = _build(config, data, split)
     device = resolve_device(config.train.device)
     trainer = Trainer(model, loss_fn, optim=config.optim, train=config.train, labels=data.y[split.train],
@@ -129,7 +139,7 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
     else:
         _prepare_out(out, overwrite=overwrite)
         save_config(config, out / CONFIG)
-        save_split(split, out / SPLIT)
+        save_split(full_split, out / SPLIT)
 
     x_train, y_train = _rows(data, split.train)
     x_val, y_val = _rows(data, split.val)
@@ -210,7 +220,7 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no {CONFIG})")
     config = load_config(run_dir / CONFIG)
     data = _load_data(config)
-    split = _saved_split(run_dir, data)
+    split = _rows_used(config, data, _saved_split(run_dir, data))
     model, _ = _build(config, data, split)
     model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
     torch_device = resolve_device(device)

@@ -3,7 +3,7 @@
 from metricbench.data.dataset import Dataset, make_dataset
 from metricbench.data.idx import read_idx
 from metricbench.data.sources import available_datasets, load_dataset
-from metricbench.data.splits import Split, load_split, make_split, save_split
+from metricbench.data.splits import Split, load_split, make_split, save_split, validation_split
 
 __all__ = [
     "Dataset",
@@ -15,4 +15,5 @@ __all__ = [
     "make_split",
     "read_idx",
     "save_split",
+    "validation_split",
 ]

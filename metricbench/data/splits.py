@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PROTOCOLS", "Split", "load_split", "make_split", "save_split"]
+__all__ = ["PROTOCOLS", "Split", "load_split", "make_split", "save_split", "validation_split"]
 
 PROTOCOLS = ("closed", "open")
 _PARTS = ("train", "val", "test")
@@ -119,6 +119,22 @@ def make_split(
         train, val, _ = _stratified(labels, seen, rng, val_fraction, 0.0)
         test = np.flatnonzero(~np.isin(labels, seen))
     return Split(protocol=protocol, seed=int(seed), train=_sorted(train), val=_sorted(val), test=_sorted(test))
+
+
+def validation_split(split: Split, labels: np.ndarray, *, val_fraction: float = 0.1,
+                     test_fraction: float = 0.2) -> Split:
+    """A split for hyperparameter search that never touches `split.test`.
+
+    The train and val rows of `split` are split again with the same protocol and seed (closed:
+    stratified; open: their classes halved, so the held-out classes are unseen in training as well);
+    what that inner split calls `test` is the validation set to score trials on. Row indices refer
+    to the full dataset, like `split`'s.
+    """
+    development = np.concatenate([split.train, split.val])
+    inner = make_split(labels[development], protocol=split.protocol, seed=split.seed, val_fraction=val_fraction,
+                       test_fraction=test_fraction)
+    return Split(protocol=split.protocol, seed=split.seed, train=_sorted(development[inner.train]),
+                 val=_sorted(development[inner.val]), test=_sorted(development[inner.test]))
 
 
 def _stratified(

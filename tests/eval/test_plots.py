@@ -23,7 +23,7 @@ from metricbench.eval import (
     write_eval_plots,
 )
 from metricbench.eval.figures import class_margin_figure, distance_histogram_figure, umap_figure
-from metricbench.eval.umap_projection import sample_rows
+from metricbench.eval.umap_projection import sample_rows, umap_2d
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -53,7 +53,7 @@ def _files(directory):
 # ----- end to end --------------------------------------------------------------------------------
 
 
-def test_write_eval_plots_writes_three_valid_pngs_and_nothing_else(tmp_path):
+def test_write_eval_plots_writes_three_valid_pngs_the_umap_points_and_nothing_else(tmp_path):
     x, labels = _blobs()
     out = tmp_path / "run" / "plots"
     paths = write_eval_plots(out, x, labels, class_names=NAMES)
@@ -62,7 +62,12 @@ def test_write_eval_plots_writes_three_valid_pngs_and_nothing_else(tmp_path):
     for path in paths.values():
         assert path.parent == out
         _check_png(path)
-    assert _files(out) == ["distances.png", "margins.png", "umap.png"]  # no temporary files left
+    assert _files(out) == ["distances.png", "margins.png", "umap.npz", "umap.png"]  # no temporary files left
+    with np.load(out / "umap.npz") as points:
+        np.testing.assert_array_equal(points["rows"], np.arange(len(labels)))  # all 300 rows kept
+        np.testing.assert_array_equal(points["labels"], labels)
+        coords, _ = umap_2d(x, seed=0, labels=labels)
+        np.testing.assert_array_equal(points["coords"], coords)  # the projection umap.png shows
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])

@@ -109,3 +109,27 @@ def test_class_indexing_losses_reject_out_of_range_labels(name):
     loss_fn = make(name)
     with pytest.raises(ValueError, match=rf"labels must lie in \[0, {NUM_CLASSES}\), got \[-1, {NUM_CLASSES}\]"):
         loss_fn(torch.randn(3, DIM), torch.tensor([0, NUM_CLASSES, -1]))
+
+
+@pytest.mark.parametrize("name", available_losses())
+def test_search_space_names_options_and_its_bounds_are_valid_configs(name):
+    from metricbench.losses import make_config
+    from metricbench.losses.registry import loss_class
+    from metricbench.losses.search_space import Choice, check_search_space
+
+    cls = loss_class(name)
+    check_search_space(cls.search_space, cls.Config)
+    for option, param in cls.search_space.items():
+        for value in param.values if isinstance(param, Choice) else (param.low, param.high):
+            options = {**EXAMPLE_OPTIONS.get(name, {}), option: value}
+            make_config(cls.Config, options, owner=name)  # the config's own checks raise when out of range
+
+
+def test_search_space_check_names_the_bad_entry():
+    from metricbench.losses.search_space import FloatRange, check_search_space
+    from metricbench.losses import SoftmaxLossConfig
+
+    with pytest.raises(ValueError, match="'lr'.*not an option of SoftmaxLossConfig"):
+        check_search_space({"lr": FloatRange(1e-4, 1e-2, log=True)}, SoftmaxLossConfig)
+    with pytest.raises(ValueError, match="low < high"):
+        check_search_space({"label_smoothing": FloatRange(0.3, 0.1)}, SoftmaxLossConfig)

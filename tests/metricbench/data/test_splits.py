@@ -136,3 +136,25 @@ def test_load_errors(tmp_path):
     np.savez(tmp_path / "proto.npz", protocol="half", seed=0, train=[0], val=[1], test=[2])
     with pytest.raises(ValueError, match="protocol must be one of closed, open"):
         load_split(tmp_path / "proto.npz")
+
+
+@pytest.mark.parametrize("protocol", ["closed", "open"])
+def test_validation_split_never_uses_test_rows(protocol):
+    from metricbench.data import validation_split
+
+    labels = np.repeat(np.arange(10), 40)
+    outer = make_split(labels, protocol=protocol, seed=4)
+    inner = validation_split(outer, labels)
+    parts = [inner.train, inner.val, inner.test]
+    assert all(p.size for p in parts)
+    used = np.concatenate(parts)
+    assert np.unique(used).size == used.size, "the inner parts are disjoint"
+    np.testing.assert_array_equal(np.sort(used), np.union1d(outer.train, outer.val))
+    assert np.intersect1d(used, outer.test).size == 0
+    if protocol == "open":  # held-out classes unseen in training, all of them from the training side
+        assert not set(labels[inner.test]) & set(labels[inner.train])
+        assert set(labels[inner.test]) <= set(labels[outer.train])
+    else:
+        assert set(labels[inner.test]) == set(labels[inner.train])
+    again = validation_split(outer, labels)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, [again.train, again.val, again.test]))
