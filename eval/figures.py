@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 
 from .pairs import PairDistances
 
-__all__ = ["MAX_LEGEND_CLASSES", "class_margin_figure", "distance_histogram_figure", "umap_figure"]
+__all__ = ["MAX_LEGEND_CLASSES", "class_colors", "class_margin_figure", "distance_histogram_figure", "umap_figure"]
 
 # Most classes that get a legend (tab10 colours up to 10, tab20 up to 20); above, a colorbar.
 MAX_LEGEND_CLASSES = 20
@@ -46,7 +46,7 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _class_colors(rank: np.ndarray, num_classes: int) -> np.ndarray:
+def class_colors(rank: np.ndarray, num_classes: int) -> np.ndarray:
     """(M, 4) RGBA colour of each point from its class's rank among `num_classes` sorted classes."""
     if num_classes <= 10:
         return matplotlib.colormaps["tab10"](rank)
@@ -82,7 +82,7 @@ def umap_figure(
     """
     classes = np.array(sorted(names))
     rank = np.searchsorted(classes, point_labels)
-    colors = _class_colors(rank, classes.size)
+    colors = class_colors(rank, classes.size)
     order = np.random.default_rng(seed).permutation(point_labels.size)
     with matplotlib.rc_context(_STYLE):
         fig = Figure(figsize=(9.0, 7.0), layout="constrained")
@@ -90,7 +90,7 @@ def umap_figure(
         size = float(np.clip(6000.0 / max(point_labels.size, 1), 2.0, 30.0))
         ax.scatter(coords[order, 0], coords[order, 1], c=colors[order], s=size, alpha=0.8, linewidths=0)
         if classes.size <= MAX_LEGEND_CLASSES:
-            palette = _class_colors(np.arange(classes.size), classes.size)
+            palette = class_colors(np.arange(classes.size), classes.size)
             handles = [
                 Line2D([], [], marker="o", linestyle="", markersize=7, color=palette[i],
                        label=_short(names[label], 28))

@@ -1,4 +1,4 @@
-"""`metricbench` command line: train, eval, export, datasets, losses, quickstart."""
+"""`metricbench` command line: train, eval, export, datasets, losses, bench, tune."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -103,13 +104,53 @@ def _add_run_tools(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("losses", help="list the registered losses and their options",
                    description="List every registered loss with its options and defaults.")
 
-    p = sub.add_parser("quickstart", help="train every loss family on mnist5k and write a comparison (make run)",
-                       description="Train each registered loss family (same model, budget and seed) on the "
-                       "built-in mnist5k digits and write a comparison table and plot.")
-    p.add_argument("--out", type=Path, default=Path("results/quickstart"), help="where the comparison goes")
-    p.add_argument("--runs", type=Path, default=Path("runs/quickstart"), help="where the run directories go")
-    p.add_argument("--epochs", type=int, default=5, help="epochs per loss (default 5)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="a preset (quick, full) or a benchmark TOML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one spec value, e.g. --set seeds=[0] --set base.train.epochs=2 (repeatable)")
+    p.add_argument("--out", type=Path, help="tables, figures and chosen options (default results/<spec name>)")
+    p.add_argument("--runs", type=Path, help="run directories, logs and studies (default runs/bench/<spec name>)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers a custom loss, here and in every run (repeatable)")
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="compare losses: a grid of datasets × protocols × losses × seeds, aggregated",
+                       description="Run every cell of a benchmark spec (same model, budget and settings for every "
+                       "loss; several seeds), in parallel worker processes, then write runs.csv/parquet, summary.md "
+                       "(mean ± std and 95% CI per loss), summary.csv and figures. Finished runs are reused and "
+                       "interrupted ones resume, so the same command continues an interrupted benchmark. With a "
+                       "[tune] section, `metricbench tune` studies run first and add a tuned row per loss.",
+                       epilog="examples: metricbench bench quick\n"
+                       "          metricbench bench full --workers 2\n"
+                       "          metricbench bench my.toml --set seeds=[0,1] --epochs 3 --no-tune",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_spec_arguments(p)
+    p.add_argument("--epochs", type=int, help="shorthand for --set base.train.epochs=N")
+    p.add_argument("--seeds", type=int, nargs="+", help="shorthand for --set seeds=[...]")
+    p.add_argument("--workers", type=int, help="runs at a time (default: the number of CPU cores)")
+    p.add_argument("--threads", type=int, help="threads per run (default: cores / workers)")
+    p.add_argument("--no-tune", action="store_true", help="skip the studies; tuned rows use options already chosen")
+    p.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables and figures from finished runs")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    p = sub.add_parser("tune", help="search a loss's hyperparameters on validation rows only (Optuna TPE)",
+                       description="For each (dataset, protocol, loss) of the spec's [tune] section (or the one "
+                       "chosen with --dataset/--protocol/--loss): run Optuna TPE trials over the loss's declared "
+                       "search space, each trained on part of the training rows and scored on held-out training "
+                       "rows (other classes for open), never on the test rows; write the chosen options to "
+                       "OUT/tuning/. Studies live in SQLite files under RUNS/tuning/, or in --storage, a database "
+                       "URL that several processes or machines can share; rerunning continues a study.",
+                       epilog="example: metricbench tune full --dataset mnist5k --protocol open --loss arcface",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_spec_arguments(p)
+    p.add_argument("--dataset", help="only this dataset of the spec")
+    p.add_argument("--protocol", choices=["closed", "open"], help="only this protocol")
+    p.add_argument("--loss", help="only the loss with this label")
+    p.add_argument("--trials", type=int, help="completed trials per study (default: the spec's tune.trials)")
+    p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://host/db (default: SQLite under --runs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_run_tools(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -219,19 +261,57 @@ def _losses(_: argparse.Namespace) -> int:
     return 0
 
 
-def _quickstart(args: argparse.Namespace) -> int:
-    from .quickstart import run_quickstart
+def _spec(args: argparse.Namespace, shorthands: dict[str, object]) -> tuple:
+    from .bench import load_spec
 
-    run_quickstart(out=args.out, runs=args.runs, epochs=args.epochs, progress=not args.no_progress)
+    overrides = list(args.overrides) + [f"{key}={json.dumps(value)}" for key, value in shorthands.items()
+                                        if value is not None]
+    spec = load_spec(args.spec, overrides)
+    return spec, args.out or Path("results") / spec.name, args.runs or Path("runs/bench") / spec.name
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import BenchFailed, aggregate, run_bench
+
+    spec, out, runs = _spec(args, {"base.train.epochs": args.epochs, "seeds": args.seeds, "workers": args.workers,
+                                   "threads": args.threads, "imports": args.imports or None})
+    command = "metricbench " + " ".join(shlex.quote(a) for a in args.argv)
+    if args.aggregate_only:
+        aggregate(spec, out=out, runs=runs, command=command)
+    else:
+        try:
+            run_bench(spec, out=out, runs=runs, command=command, tune=not args.no_tune, progress=not args.no_progress)
+        except BenchFailed as err:  # the finished runs are aggregated all the same
+            print(f"metricbench bench: {err}", file=sys.stderr)
+            return 1
+    print(f"results written to {out} (summary.md, runs.csv); runs in {runs}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .bench.tune import studies, tune_study
+
+    spec, out, runs = _spec(args, {"tune.trials": args.trials, "tune.storage": args.storage,
+                                   "imports": args.imports or None})
+    chosen = [(d, p, e) for d, p, e in studies(spec) if args.dataset in (None, d) and args.protocol in (None, p)
+              and args.loss in (None, e.label)]
+    if not chosen:
+        raise ValueError(f"nothing to tune: spec {spec.name!r} has no study for dataset={args.dataset}, "
+                         f"protocol={args.protocol}, loss={args.loss} (tune.datasets = {list(spec.tune.datasets)}, "
+                         f"losses with a search space: {sorted({e.label for _, _, e in studies(spec)})})")
+    for dataset, protocol, entry in chosen:
+        tune_study(spec, dataset, protocol, entry, out=out, runs=runs)
     return 0
 
 
 _COMMANDS = {"train": _train, "eval": _eval, "export": _export, "datasets": _datasets, "losses": _losses,
-             "quickstart": _quickstart}
+             "bench": _bench, "tune": _tune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     for module in getattr(args, "imports", []):
         importlib.import_module(module)
     try:
@@ -241,3 +321,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+

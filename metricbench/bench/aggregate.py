@@ -1,0 +1,92 @@
+"""From finished run directories to tables: one row per run, then mean ± std and a 95% CI per loss.
+
+Only `metrics.json` files of runs whose saved config is the cell's config are read (see
+`run_state`), so a half-finished or stale run never reaches a table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..config import config_to_dict
+from .grid import Cell, run_state
+
+__all__ = ["HIGHER_IS_BETTER", "METRICS", "best_rows", "collect_runs", "summarize"]
+
+#: Reported metrics in report order (MAP@R first) and whether higher is better.
+HIGHER_IS_BETTER = {
+    "map_at_r": True, "precision_at_1": True, "r_precision": True, "recall_at_4": True, "nmi": True, "ami": True,
+    "intra_inter_ratio": False, "silhouette": True,
+}
+METRICS = tuple(HIGHER_IS_BETTER)
+_KEYS = ["dataset", "protocol", "loss"]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    return flat
+
+
+def collect_runs(cells: list[Cell], runs: Path) -> pd.DataFrame:
+    """One row per finished cell: its keys, every metric, timing, and the config fields that vary.
+
+    Missing (unfinished) cells are left out; compare the row count with `len(cells)`.
+    """
+    rows, configs = [], []
+    for cell in cells:
+        run_dir = runs / cell.key
+        if run_state(run_dir, cell.config) != "done":
+            continue
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        test = metrics["test"]
+        distances = test.get("distances", {})
+        row = {"dataset": cell.dataset, "protocol": cell.protocol, "loss": cell.loss, "seed": cell.seed,
+               "tuned": cell.tuned, "run": cell.key}
+        row.update({k: v for k, v in test.items() if not isinstance(v, dict)})
+        row.update({k: distances[k] for k in ("intra_inter_ratio", "intra_pair_sqdist", "inter_pair_sqdist",
+                                              "silhouette", "davies_bouldin") if k in distances})
+        row["train_seconds"] = metrics.get("train_seconds_this_call")
+        rows.append(row)
+        configs.append(_flatten(config_to_dict(cell.config)))
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    config_table = pd.DataFrame(configs).add_prefix("config.")
+    varying = [c for c in config_table if config_table[c].astype(str).nunique(dropna=False) > 1]
+    return pd.concat([table, config_table[varying]], axis=1)
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, protocol, loss) and metric: n, mean, std (ddof 1) and the 95% Student-t interval.
+
+    Rows keep the order of first appearance (the spec's order). With one seed, std and the interval are NaN.
+    """
+    records = []
+    for keys, group in table.groupby(_KEYS, sort=False):
+        for metric in (m for m in METRICS if m in group):
+            values = group[metric].to_numpy(dtype=float)
+            n, mean = len(values), float(values.mean())
+            std = float(values.std(ddof=1)) if n > 1 else math.nan
+            half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
+            records.append({**dict(zip(_KEYS, keys)), "metric": metric, "n": n, "mean": mean, "std": std,
+                            "ci95_low": mean - half, "ci95_high": mean + half})
+    return pd.DataFrame(records)
+
+
+def best_rows(summary: pd.DataFrame) -> pd.Series:
+    """True where a loss has the best mean of its (dataset, protocol, metric) group (ties: all of them)."""
+    score = summary["mean"] * summary["metric"].map(lambda m: 1.0 if HIGHER_IS_BETTER[m] else -1.0)
+    top = score.groupby([summary["dataset"], summary["protocol"], summary["metric"]]).transform("max")
+    return pd.Series(np.isclose(score, top, rtol=0, atol=1e-12), index=summary.index)

@@ -1,0 +1,122 @@
+"""`metricbench bench`: tune, run every cell in parallel (skipping finished ones), aggregate.
+
+Layout:
+    RUNS/spec.toml                   the resolved spec the workers read
+    RUNS/<dataset>/<protocol>/<loss>/seed-<s>/   one run directory per cell (see metricbench.run)
+    RUNS/configs/, RUNS/logs/        each cell's config file and its worker's log
+    RUNS/tuning/                     Optuna studies (SQLite) and trial runs
+    OUT/runs.csv, runs.parquet       one row per finished run: metrics and the config fields that vary
+    OUT/summary.csv, summary.md      mean ± std and 95% CI per (dataset, protocol, loss, metric)
+    OUT/*.png                        metric bars, UMAP grids, distances, training curves
+    OUT/tuning/                      chosen options and trial tables of each study
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import tomli_w
+
+from ..atomic import atomic_write
+from ..config import config_to_dict, save_config
+from .aggregate import collect_runs, summarize
+from .figures import write_figures
+from .grid import Cell, cells, run_state
+from .jobs import Job, default_workers, run_jobs
+from .provenance import provenance
+from .report import summary_markdown
+from .spec import BenchSpec, slug
+from .tune import load_tuned, studies, study_done
+
+__all__ = ["BenchFailed", "aggregate", "run_bench"]
+
+
+class BenchFailed(RuntimeError):
+    """Some runs or studies failed; the others finished and were aggregated."""
+
+
+def _metricbench(*args: str, imports: tuple[str, ...]) -> tuple[str, ...]:
+    return (sys.executable, "-m", "metricbench", *args, *(x for m in imports for x in ("--import", m)))
+
+
+def _cell_jobs(todo: list[Cell], runs: Path, imports: tuple[str, ...]) -> list[Job]:
+    jobs = []
+    for cell in todo:
+        run_dir, name = runs / cell.key, cell.key.replace("/", "--")
+        if run_state(run_dir, cell.config) == "resume":
+            args = ("--resume",)
+        else:
+            config_file = runs / "configs" / f"{name}.toml"
+            config_file.parent.mkdir(parents=True, exist_ok=True)
+            save_config(cell.config, config_file)
+            args = ("--config", str(config_file), "--overwrite")
+        argv = _metricbench("train", "--no-progress", "--out", str(run_dir), *args, imports=imports)
+        jobs.append(Job(cell.key, argv, runs / "logs" / f"{name}.log"))
+    return jobs
+
+
+def _run_cells(grid: list[Cell], runs: Path, spec: BenchSpec, extra: list[Job], *, desc: str,
+               progress: bool) -> list[Job]:
+    todo = [cell for cell in grid if run_state(runs / cell.key, cell.config) != "done"]
+    workers, threads = default_workers(spec.workers, spec.threads)
+    jobs = extra + _cell_jobs(todo, runs, spec.imports)
+    return run_jobs(jobs, workers=workers, threads=threads, desc=desc, done_before=len(grid) - len(todo),
+                    progress=progress)
+
+
+def run_bench(spec: BenchSpec, *, out: Path, runs: Path, command: str, tune: bool = True,
+              progress: bool = True) -> pd.DataFrame:
+    """Run the benchmark and aggregate it into `out`; returns the runs table.
+
+    Finished runs are reused, interrupted ones resume from their last checkpoint. Studies run first,
+    side by side with the default rows; the tuned rows follow once their study has chosen.
+
+    Raises:
+        BenchFailed: after aggregating, when some runs or studies failed (their logs are named).
+    """
+    started = time.perf_counter()
+    runs.mkdir(parents=True, exist_ok=True)
+    spec_file = runs / "spec.toml"
+    atomic_write(spec_file, lambda tmp: Path(tmp).write_text(tomli_w.dumps(config_to_dict(spec))))
+    study_jobs = []
+    if tune:
+        for dataset, protocol, entry in studies(spec):
+            if study_done(spec, dataset, protocol, entry, runs) and load_tuned(spec, out).get(
+                    (dataset, protocol, entry.label)) is not None:
+                continue
+            name = f"tune {slug(dataset)}/{protocol}/{slug(entry.label)}"
+            argv = _metricbench("tune", str(spec_file), "--dataset", dataset, "--protocol", protocol,
+                                "--loss", entry.label, "--out", str(out), "--runs", str(runs), imports=spec.imports)
+            study_jobs.append(Job(name, argv, runs / "logs" / f"{name.replace(' ', '-').replace('/', '--')}.log"))
+    failed = _run_cells(cells(spec), runs, spec, study_jobs, desc=f"{spec.name}: runs", progress=progress)
+    tuned_grid = [c for c in cells(spec, load_tuned(spec, out)) if c.tuned]
+    if tuned_grid:
+        failed += _run_cells(tuned_grid, runs, spec, [], desc=f"{spec.name}: tuned runs", progress=progress)
+    table = aggregate(spec, out=out, runs=runs, command=command, minutes=(time.perf_counter() - started) / 60)
+    if failed:
+        raise BenchFailed(f"{len(failed)} job(s) failed: " + "; ".join(f"{j.name} (log {j.log})" for j in failed))
+    return table
+
+
+def aggregate(spec: BenchSpec, *, out: Path, runs: Path, command: str, minutes: float = 0.0) -> pd.DataFrame:
+    """Tables, figures and summary.md of the finished runs of `spec` in `runs`, written into `out`."""
+    tuned = load_tuned(spec, out)
+    grid = cells(spec, tuned)
+    table = collect_runs(grid, runs)
+    if table.empty:
+        raise ValueError(f"no finished runs of spec {spec.name!r} under {str(runs)!r}; run `metricbench bench` first")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(table)
+    atomic_write(out / "runs.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+    atomic_write(out / "runs.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    atomic_write(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False, float_format="%.6g"))
+    figures = [p.name for p in write_figures(table, summary, runs, out)]
+    workers, threads = default_workers(spec.workers, spec.threads)
+    text = summary_markdown(spec, grid[0].config, summary, cells_total=len(grid), cells_done=len(table), tuned=tuned,
+                            figures=figures, provenance=provenance(), command=command, minutes=minutes,
+                            parallel=f"{workers} worker processes × {threads} thread{'s' * (threads > 1)} each")
+    atomic_write(out / "summary.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return table

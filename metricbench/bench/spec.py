@@ -1,0 +1,190 @@
+"""A benchmark spec: datasets × split protocols × losses × seeds, everything else shared, from TOML.
+
+    name = "full"
+    datasets = ["mnist5k", "digits"]
+    protocols = ["closed", "open"]
+    seeds = [0, 1, 2]
+
+    [base]                      # one experiment config shared by every cell (see `metricbench train`)
+    train.epochs = 8
+    eval.metric = "cosine"
+
+    [[losses]]                  # one row of the results per entry
+    name = "center"
+    options = { update = "paper" }
+
+    [tune]                      # optional: `metricbench tune` rows for these datasets
+    datasets = ["mnist5k"]
+    trials = 12
+
+A spec is a preset name (`quick`, `full`: files in `presets/`) or a TOML file; `--set` overrides apply
+to it like to an experiment config (`--set seeds=[0] --set base.train.epochs=2`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from metricbench.data.splits import PROTOCOLS
+from metricbench.losses.registry import loss_class
+
+from ..config import ExperimentConfig, apply_override, config_from_dict
+
+__all__ = ["BenchSpec", "LossEntry", "TuneSpec", "load_spec", "preset_names", "slug"]
+
+PRESETS = Path(__file__).with_name("presets")
+_PER_CELL = ("seed", "loss", "data.dataset", "data.protocol")  # what the grid sets; base must not
+
+
+@dataclass(frozen=True)
+class LossEntry:
+    """One loss of the grid.
+
+    Attributes:
+        name: registered loss name (see `metricbench losses`) or `pml:<LossName>`.
+        options: its options; the rest keep their defaults.
+        label: the name of its rows in the results (default: `name`); unique within a spec.
+        tune: give it a tuned row when the spec tunes (needs a declared search space).
+    """
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    tune: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
+
+    @property
+    def tunable(self) -> bool:
+        return self.tune and not self.name.startswith("pml:") and bool(loss_class(self.name).search_space)
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """Hyperparameter search of each loss's declared search space (Optuna TPE), on validation rows only.
+
+    Attributes:
+        datasets: datasets that get a tuned row per loss and protocol (none: no tuning).
+        trials: completed trials per (dataset, protocol, loss) study.
+        startup_trials: random trials before TPE models the results.
+        seed: seed of the sampler and of every trial's split, weights and batches.
+        objective: validation metric to maximise.
+        storage: database URL shared by every study (several processes or machines can work on one
+            study); default: one SQLite file per study under the runs folder.
+    """
+
+    datasets: tuple[str, ...] = ()
+    trials: int = 12
+    startup_trials: int = 5
+    seed: int = 0
+    objective: str = "map_at_r"
+    storage: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.trials < 1 or self.startup_trials < 1:
+            raise ValueError(f"tune.trials and tune.startup_trials must be >= 1, got {self.trials}, {self.startup_trials}")
+        if self.objective not in ("map_at_r", "precision_at_1", "r_precision"):
+            raise ValueError(f"tune.objective must be map_at_r, precision_at_1 or r_precision; got {self.objective!r}")
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A benchmark: every combination of datasets, protocols, losses and seeds, sharing `base`.
+
+    Attributes:
+        name: names the default output folders (`results/<name>`, `runs/bench/<name>`).
+        datasets: dataset specs (as `data.dataset`).
+        protocols: `closed` and/or `open`.
+        seeds: one run per seed; the seed fixes the split, the initial weights and the batch order.
+        losses: the losses compared.
+        base: the experiment config shared by every cell, without the per-cell keys (dataset,
+            protocol, loss, seed).
+        tune: the hyperparameter search (optional).
+        workers: runs at a time (default: the number of CPU cores).
+        threads: torch/BLAS/OpenMP threads per run (default: cores / workers, at least 1).
+        imports: modules each run imports first (e.g. one registering a custom loss).
+    """
+
+    name: str
+    datasets: tuple[str, ...]
+    losses: tuple[LossEntry, ...]
+    protocols: tuple[str, ...] = ("closed", "open")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    base: dict[str, Any] = field(default_factory=dict)
+    tune: TuneSpec = field(default_factory=TuneSpec)
+    workers: int | None = None
+    threads: int | None = None
+    imports: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for key in ("datasets", "losses", "protocols", "seeds"):
+            if not getattr(self, key):
+                raise ValueError(f"{key} must not be empty")
+            if key != "losses" and len(set(getattr(self, key))) != len(getattr(self, key)):
+                raise ValueError(f"{key} has duplicates: {list(getattr(self, key))}")
+        labels = [entry.label for entry in self.losses]
+        if len(set(map(slug, labels))) != len(labels):
+            raise ValueError(f"losses need distinct labels (give `label = ...`), got {labels}")
+        if bad := [p for p in self.protocols if p not in PROTOCOLS]:
+            raise ValueError(f"protocols must be among {', '.join(PROTOCOLS)}; got {bad}")
+        if bad := [d for d in self.tune.datasets if d not in self.datasets]:
+            raise ValueError(f"tune.datasets must be among datasets {list(self.datasets)}; got {bad}")
+        for key in ("workers", "threads"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in _PER_CELL:
+            node: Any = self.base
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                raise ValueError(f"base.{key} is set per cell by the grid; remove it from [base]")
+        for entry in self.losses:  # every cell's config must be valid before anything runs
+            self.experiment(self.datasets[0], self.protocols[0], entry, self.seeds[0])
+
+    def experiment(self, dataset: str, protocol: str, entry: LossEntry, seed: int,
+                   options: dict[str, Any] | None = None) -> ExperimentConfig:
+        """The experiment config of one cell (`options` replace the entry's, e.g. tuned values)."""
+        tree = copy.deepcopy(self.base)
+        tree.setdefault("data", {}).update(dataset=dataset, protocol=protocol)
+        tree["loss"] = {"name": entry.name, "options": {**entry.options, **(options or {})}}
+        tree["seed"] = seed
+        config = config_from_dict(ExperimentConfig, tree)
+        from metricbench.losses import build_loss  # checks the loss name and options now, not in a worker
+
+        build_loss(entry.name, num_classes=2, embedding_dim=config.model.embedding_dim, **config.loss.options)
+        return config
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label or dataset spec: `center (tuned)` → `center-tuned`."""
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "x"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
+def load_spec(source: str | os.PathLike, overrides: Sequence[str] = ()) -> BenchSpec:
+    """A preset name or a TOML file, then `KEY=VALUE` overrides (TOML literals), validated."""
+    path = Path(source)
+    if not path.suffix and str(source) in preset_names():
+        path = PRESETS / f"{source}.toml"
+    if not path.is_file():
+        raise FileNotFoundError(f"bench spec {str(source)!r} is neither a file nor a preset "
+                                f"(presets: {', '.join(preset_names())})")
+    try:
+        tree = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"bench spec {str(path)!r} is not valid TOML: {err}") from err
+    tree.setdefault("name", path.stem)
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    return config_from_dict(BenchSpec, tree)
