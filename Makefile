@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test perf center-figure clean
+.PHONY: install run test perf bench center-figure clean
 
 install: $(STAMP)
 
@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable . 2> >(grep -v "is ignored: it is neither" >&2)
 	@touch $@
 
-# Train every registered loss family on the built-in mnist5k digits; writes results/quickstart/.
+# The benchmark in miniature (`quick` preset: mnist5k, 5 losses, 2 seeds, both protocols); writes results/quick/.
 run: $(STAMP)
-	$(PY) -m metricbench quickstart --out results/quickstart
+	$(PY) -m metricbench bench quick
+
+# The committed benchmark (`full` preset, tuning included; under an hour on 2 cores); writes results/full/.
+bench: $(STAMP)
+	$(PY) -m metricbench bench full
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 from metricbench.data.splits import PROTOCOLS
 from metricbench.losses.registry import loss_class
+from metricbench.losses.search_space import SearchSpace
 
 from ..config import ExperimentConfig, apply_override, config_from_dict
 
@@ -63,8 +64,13 @@ class LossEntry:
             object.__setattr__(self, "label", self.name)
 
     @property
+    def search_space(self) -> SearchSpace:
+        """The ranges the loss declares (none for `pml:` losses, whose options are PML's)."""
+        return {} if self.name.startswith("pml:") else loss_class(self.name).search_space
+
+    @property
     def tunable(self) -> bool:
-        return self.tune and not self.name.startswith("pml:") and bool(loss_class(self.name).search_space)
+        return self.tune and bool(self.search_space)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ import optuna
 import pandas as pd
 import tomli_w
 
-from metricbench.losses.registry import loss_class
 from metricbench.losses.search_space import Choice, FloatRange, IntRange, SearchSpace
 
 from ..atomic import atomic_write
@@ -77,7 +76,7 @@ def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def tune_study(spec: BenchSpec, dataset: str, protocol: str, entry: LossEntry, *, out: Path, runs: Path,
                progress: bool = False) -> dict[str, Any]:
     """Run the study until it has `spec.tune.trials` completed trials; write and return the best options."""
-    space = loss_class(entry.name).search_space
+    space = entry.search_space
     if not space:
         raise ValueError(f"loss {entry.name!r} declares no search space; nothing to tune")
     name = _study_name(spec, dataset, protocol, entry.label)

@@ -1,0 +1,88 @@
+"""Benchmark specs: presets, overrides, validation errors, and the grid of cells they make."""
+
+import pytest
+
+from metricbench.bench import load_spec, preset_names
+from metricbench.bench.grid import cells
+
+TINY = """
+name = "tiny"
+datasets = ["digits"]
+protocols = ["closed", "open"]
+seeds = [0, 1]
+[base]
+train.epochs = 1
+[[losses]]
+name = "softmax"
+[[losses]]
+name = "center"
+label = "center λ=0.1"
+options = { center_weight = 0.1 }
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("preset", ["quick", "full"])
+def test_presets_load_and_every_cell_is_a_valid_config(preset):
+    spec = load_spec(preset)
+    grid = cells(spec)
+    assert len(grid) == len(spec.datasets) * len(spec.protocols) * len(spec.losses) * len(spec.seeds)
+    assert len({c.key for c in grid}) == len(grid)
+    assert {c.config.loss.name for c in grid} >= {"softmax", "normsoftmax", "arcface", "center", "triplet-semihard"}
+    assert all(c.config.eval.metric == "cosine" for c in grid)
+    assert preset in preset_names()
+
+
+def test_full_preset_covers_the_committed_grid():
+    spec = load_spec("full")
+    assert set(spec.datasets) == {"mnist5k", "digits"} and set(spec.protocols) == {"closed", "open"}
+    assert len(spec.seeds) == 3 and spec.tune.datasets == ("mnist5k",)
+    center = next(e for e in spec.losses if e.name == "center")
+    assert center.options["update"] == "paper"
+
+
+def test_cells_share_everything_but_the_grid_keys(tmp_path):
+    spec = load_spec(write(tmp_path, TINY), ["seeds=[3]", "base.train.batch_size=64"])
+    grid = cells(spec)
+    assert [c.key for c in grid] == ["digits/closed/softmax/seed-3", "digits/closed/center-0.1/seed-3",
+                                     "digits/open/softmax/seed-3", "digits/open/center-0.1/seed-3"]
+    assert {(c.config.train.epochs, c.config.train.batch_size, c.config.seed) for c in grid} == {(1, 64, 3)}
+    assert grid[1].config.loss.options == {"center_weight": 0.1} and grid[1].loss == "center λ=0.1"
+
+
+def test_tuned_options_add_a_row_after_the_default_row(tmp_path):
+    spec = load_spec(write(tmp_path, TINY), ["seeds=[0]"])
+    grid = cells(spec, {("digits", "open", "center λ=0.1"): {"alpha": 0.2}})
+    open_cells = [c for c in grid if c.protocol == "open"]
+    assert [c.loss for c in open_cells] == ["softmax", "center λ=0.1", "center λ=0.1 (tuned)"]
+    assert open_cells[2].tuned and open_cells[2].config.loss.options == {"center_weight": 0.1, "alpha": 0.2}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("base.loss.name='softmax'", "base.loss is set per cell"),
+    ("base.data.dataset='mnist5k'", "base.data.dataset is set per cell"),
+    ("protocols=['closed', 'half']", "protocols must be among closed, open"),
+    ("seeds=[]", "seeds must not be empty"),
+    ("seeds=[1, 1]", "seeds has duplicates"),
+    ("tune.datasets=['mnist5k']", "tune.datasets must be among datasets"),
+    ("base.train.epochs=0", "train.epochs must be >= 1"),
+    ("losses=[{name='softmax'}, {name='softmax'}]", "distinct labels"),
+    ("losses=[{name='softmax', options={margin=1}}]", "unknown option.*'margin'"),
+    ("losses=[{name='nope'}]", "nope"),
+    ("workers=0", "workers must be >= 1"),
+])
+def test_bad_specs_name_what_is_wrong(tmp_path, override, message):
+    with pytest.raises((ValueError, TypeError, KeyError), match=message):
+        load_spec(write(tmp_path, TINY), [override])
+
+
+def test_missing_spec_and_bad_toml(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a file nor a preset.*quick"):
+        load_spec("no-such-preset")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_spec(write(tmp_path, "datasets = ["))
