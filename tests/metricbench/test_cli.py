@@ -229,3 +229,15 @@ def test_eval_bad_input(tmp_path, capsys):
     for args, message in cases:
         assert main(args) == 2
         assert message in capsys.readouterr().err, args
+
+
+def test_bench_and_tune_errors_name_the_problem(tmp_path, capsys):
+    assert main(["bench", "no-such-preset"]) == 2
+    assert "neither a file nor a preset (presets: full, quick)" in capsys.readouterr().err
+    assert main(["bench", "quick", "--set", "protocols=['half']", "--out", str(tmp_path / "o")]) == 2
+    assert "protocols must be among closed, open" in capsys.readouterr().err
+    assert main(["tune", "quick", "--runs", str(tmp_path / "r")]) == 2  # quick has no [tune] section
+    assert "nothing to tune" in capsys.readouterr().err
+    assert main(["bench", "quick", "--aggregate-only", "--runs", str(tmp_path / "none")]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
