@@ -11,7 +11,7 @@ from ..config import ExperimentConfig
 from .aggregate import best_rows
 from .spec import BenchSpec, slug
 
-__all__ = ["summary_markdown"]
+__all__ = ["headline_markdown", "summary_markdown"]
 
 #: Columns of the Markdown tables (every metric is in summary.csv).
 TABLE_METRICS = {"map_at_r": "MAP@R", "precision_at_1": "P@1", "r_precision": "R-Precision", "ami": "AMI",
@@ -93,3 +93,21 @@ def summary_markdown(spec: BenchSpec, config: ExperimentConfig, summary: pd.Data
               f"- machine: {provenance['machine']}; {parallel}",
               f"- {cells_done} runs; this invocation took {minutes:.1f} min (runs finished earlier were reused)", ""]
     return "\n".join(lines)
+
+
+def headline_markdown(summary: pd.DataFrame, metric: str = "map_at_r") -> str:
+    """One table, a loss per row and a (dataset, protocol) per column: `metric` mean ± std, best in bold."""
+    part = summary[summary["metric"] == metric]
+    best = best_rows(summary)
+    columns = list(dict.fromkeys(zip(part["dataset"], part["protocol"])))
+    lines = ["| loss | " + " | ".join(f"{d} {p}" for d, p in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for loss, group in part.groupby("loss", sort=False):
+        by_column = {(row.dataset, row.protocol): row for row in group.itertuples()}
+        cells = [_cell_short(by_column[c], bool(best[by_column[c].Index])) if c in by_column else "" for c in columns]
+        lines.append(f"| {loss} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell_short(row: Any, bold: bool) -> str:
+    text = f"{row.mean:.3f}" + ("" if math.isnan(row.std) else f" ± {row.std:.3f}")
+    return f"**{text}**" if bold else text

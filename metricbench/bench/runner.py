@@ -7,6 +7,7 @@ Layout:
     RUNS/tuning/                     Optuna studies (SQLite) and trial runs
     OUT/runs.csv, runs.parquet       one row per finished run: metrics and the config fields that vary
     OUT/summary.csv, summary.md      mean ± std and 95% CI per (dataset, protocol, loss, metric)
+    OUT/headline.md                  MAP@R per loss and (dataset, protocol): the README's results table
     OUT/*.png                        metric bars, UMAP grids, distances, training curves
     OUT/tuning/                      chosen options and trial tables of each study
 """
@@ -27,7 +28,7 @@ from .figures import write_figures
 from .grid import Cell, cells, run_state
 from .jobs import Job, default_workers, run_jobs
 from .provenance import provenance
-from .report import summary_markdown
+from .report import headline_markdown, summary_markdown
 from .spec import BenchSpec, slug
 from .tune import load_tuned, studies, study_done
 
@@ -119,4 +120,5 @@ def aggregate(spec: BenchSpec, *, out: Path, runs: Path, command: str, minutes: 
                             figures=figures, provenance=provenance(), command=command, minutes=minutes,
                             parallel=f"{workers} worker processes × {threads} thread{'s' * (threads > 1)} each")
     atomic_write(out / "summary.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(out / "headline.md", lambda tmp: Path(tmp).write_text(headline_markdown(summary), encoding="utf-8"))
     return table

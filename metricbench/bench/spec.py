@@ -24,6 +24,7 @@ to it like to an experiment config (`--set seeds=[0] --set base.train.epochs=2`)
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import re
 import tomllib
@@ -193,4 +194,6 @@ def load_spec(source: str | os.PathLike, overrides: Sequence[str] = ()) -> Bench
     tree.setdefault("name", path.stem)
     for assignment in overrides:
         apply_override(tree, assignment)
+    for module in tree.get("imports", []):  # custom losses must be registered before the cells are checked
+        importlib.import_module(module)
     return config_from_dict(BenchSpec, tree)
