@@ -275,7 +275,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     spec, out, runs = _spec(args, {"base.train.epochs": args.epochs, "seeds": args.seeds, "workers": args.workers,
                                    "threads": args.threads, "imports": args.imports or None})
-    command = "metricbench " + " ".join(shlex.quote(a) for a in args.argv)
+    # The command that makes these results (what --aggregate-only rebuilds is the same).
+    shown = [a for a in args.argv if a not in ("--aggregate-only", "--no-progress")]
+    command = "metricbench " + " ".join(shlex.quote(a) for a in shown)
     if args.aggregate_only:
         aggregate(spec, out=out, runs=runs, command=command)
     else:

@@ -73,7 +73,7 @@ def _tuning(spec: BenchSpec, tuned: dict[tuple[str, str, str], dict[str, Any]]) 
 
 def summary_markdown(spec: BenchSpec, config: ExperimentConfig, summary: pd.DataFrame, *, cells_total: int,
                      cells_done: int, tuned: dict[tuple[str, str, str], dict[str, Any]], figures: list[str],
-                     provenance: dict[str, str], command: str, minutes: float, parallel: str) -> str:
+                     provenance: dict[str, str], command: str, minutes: float | None, parallel: str) -> str:
     """The whole summary.md; `config` is one cell's config, for the shared settings it states."""
     best = best_rows(summary)
     lines = [f"# Benchmark `{spec.name}`: which loss gives the best embedding?", "",
@@ -91,7 +91,9 @@ def summary_markdown(spec: BenchSpec, config: ExperimentConfig, summary: pd.Data
     lines += ["## Figures", "", *[f"- [{name}]({name})" for name in figures], "", "## Provenance", "",
               f"- commit: {provenance['commit']}", f"- packages: {provenance['versions']}",
               f"- machine: {provenance['machine']}; {parallel}",
-              f"- {cells_done} runs; this invocation took {minutes:.1f} min (runs finished earlier were reused)", ""]
+              f"- {cells_done} runs; " + ("tables rebuilt from the finished runs (`--aggregate-only`)" if minutes is None
+                                           else f"this invocation took {minutes:.1f} min (runs finished earlier were reused)"),
+              ""]
     return "\n".join(lines)
 
 

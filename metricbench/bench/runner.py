@@ -102,8 +102,11 @@ def run_bench(spec: BenchSpec, *, out: Path, runs: Path, command: str, tune: boo
     return table
 
 
-def aggregate(spec: BenchSpec, *, out: Path, runs: Path, command: str, minutes: float = 0.0) -> pd.DataFrame:
-    """Tables, figures and summary.md of the finished runs of `spec` in `runs`, written into `out`."""
+def aggregate(spec: BenchSpec, *, out: Path, runs: Path, command: str, minutes: float | None = None) -> pd.DataFrame:
+    """Tables, figures and summary.md of the finished runs of `spec` in `runs`, written into `out`.
+
+    `minutes`: how long the run that produced them took (None: rebuilt from existing runs).
+    """
     tuned = load_tuned(spec, out)
     grid = cells(spec, tuned)
     table = collect_runs(grid, runs)
