@@ -17,6 +17,7 @@ helper is the identity: single-process code runs exactly as it did.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, TypeVar
@@ -107,6 +108,11 @@ def process_group(device: torch.device) -> Iterator[tuple[DistributedContext, to
     try:
         yield current_context(), device
     finally:
+        # A finished Trainer sits in reference cycles (torch's optimizers refer to themselves), so only the
+        # cyclic garbage collector frees it, and with it DistributedDataParallel's reducer, which holds the
+        # group. A reducer that outlived the group until interpreter exit made gloo processes abort there in
+        # about 1 run of 8 ("terminate called without an active exception"); collected here, 0 of 60.
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -152,9 +152,13 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
     x_train, y_train = _rows(data, split.train)
     x_val, y_val = _rows(data, split.val)
     started, epochs_this_call, saved_epoch = time.perf_counter(), 0, trainer.epoch
-    logger_or_none = RunLogger(out, resume_step=trainer.step if resume else None) if ranks.is_main else None
-    with logger_or_none or contextlib.nullcontext():
-        log = logger_or_none.log if logger_or_none else lambda step, epoch, values: None
+    logger = RunLogger(out, resume_step=trainer.step if resume else None) if ranks.is_main else None  # rank 0 logs
+
+    def log(step: int, epoch: int, values: dict[str, float]) -> None:
+        if logger is not None:
+            logger.log(step, epoch, values)
+
+    with logger if logger is not None else contextlib.nullcontext():
         try:
             while trainer.epoch < config.train.epochs:
                 if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
