@@ -19,8 +19,9 @@ All but `sgd` run in `update_state` (after the optimizer step), never through au
 function of per-class sums s_j and counts n_j of the batch. Under torchrun these are the global batch's:
 every rank gathers all ranks' embeddings and labels (B × D, where an all-reduce of dense per-class
 sums would move C × D) and sums them in the single-process order, so every rank holds the same centers
-as one process. `sgd` centers are parameters, averaged by DistributedDataParallel like any other. Classes absent from a batch keep their centers. Nothing here builds a B × C matrix: the
-term gathers c_{y_i}, and updates touch only the classes present (`index_add_`).
+as one process; `sgd` centers are parameters, averaged by DistributedDataParallel like any other.
+Classes absent from a batch keep their centers. Nothing here builds a B × C matrix: the term gathers
+c_{y_i}, and updates touch only the classes present (`index_add_`).
 """
 
 from __future__ import annotations

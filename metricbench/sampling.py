@@ -101,4 +101,4 @@ def rank_share(batch: np.ndarray, *, rank: int, world_size: int) -> np.ndarray:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
     if len(batch) < world_size:
         raise ValueError(f"batch must hold at least one row per process ({world_size}), got {len(batch)} rows")
-    return np.array_split(batch, world_size)[rank]
+    return batch if world_size == 1 else np.array_split(batch, world_size)[rank]
