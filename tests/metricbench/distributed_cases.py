@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from metricbench.config import OptimConfig, TrainConfig
 from metricbench.data import load_dataset
-from metricbench.distributed import gather_batch, process_group
+from metricbench.distributed import gather_batch, process_group, run_on_main
 from metricbench.global_batchnorm import convert_batchnorm
 from metricbench.losses import build_loss
 from metricbench.models import ModelConfig, build_model
@@ -45,7 +45,7 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(data.x[rows]), torch.from_numpy(data.y[rows])
 
 
-def run_case(name: str, device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+def run_case(name: str, device: torch.device = torch.device("cpu"), batch_size: int = BATCH) -> dict[str, Any]:
     """One epoch (3–4 SGD steps) of case `name` on the digits MLP, in this process or on this rank.
 
     SGD, not Adam: Adam divides by the gradient's magnitude, which turns float noise in gradients
@@ -58,11 +58,13 @@ def run_case(name: str, device: torch.device = torch.device("cpu")) -> dict[str,
                         mean=x.mean(0), std=x.std(0))
     loss_fn = build_loss(case["loss"], num_classes=10, embedding_dim=8, **case.get("options", {}))
     trainer = Trainer(model, loss_fn, optim=OptimConfig(name="sgd", lr=0.05, momentum=0.9, schedule="constant"),
-                      train=TrainConfig(epochs=1, batch_size=BATCH, sampler=case["sampler"], m_per_class=4, log_every=1),
+                      train=TrainConfig(epochs=1, batch_size=batch_size, sampler=case["sampler"], m_per_class=4,
+                                        log_every=1),
                       labels=y.numpy(), seed=0, device=device)
     logged: list[dict[str, float]] = []
     means = trainer.train_epoch(x, y, log=lambda step, values: logged.append(values), progress=False)
-    named = [*(("model." + n, p) for n, p in model.named_parameters()), *(("loss." + n, p) for n, p in loss_fn.named_parameters())]
+    named = [*(("model." + n, p) for n, p in model.named_parameters()),
+             *(("loss." + n, p) for n, p in loss_fn.named_parameters())]
     return {
         "logged": logged,
         "means": means,
@@ -103,11 +105,30 @@ def gather_and_batchnorm_checks() -> dict[str, Any]:
             "running_var": bn[0].running_var.clone(), "num_batches_tracked": bn[0].num_batches_tracked.clone()}
 
 
+def error_checks() -> dict[str, str]:
+    """What each rank raises when rank 0 alone fails (as on an existing --out), and for a global batch
+    that 2 ranks cannot share equally."""
+    def fail_on_main() -> None:
+        raise FileExistsError(f"--out exists (raised on rank {dist.get_rank()})")
+
+    errors = {}
+    try:
+        run_on_main(fail_on_main)
+    except FileExistsError as err:
+        errors["run_on_main"] = str(err)
+    try:
+        run_case("softmax", batch_size=BATCH + 1)
+    except ValueError as err:
+        errors["batch_size"] = str(err)
+    return errors
+
+
 def main(out_dir: str, device_name: str = "cpu") -> None:
     with process_group(torch.device(device_name)) as (ranks, device):
         results: dict[str, Any] = {"world_size": ranks.world_size}
         if device.type == "cpu":
             results["checks"] = gather_and_batchnorm_checks()
+            results["errors"] = error_checks()
         results["cases"] = {name: run_case(name, device) for name in CASES}
         torch.save(results, Path(out_dir) / f"rank{ranks.rank}.pt")
 

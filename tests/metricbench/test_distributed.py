@@ -33,7 +33,8 @@ from metricbench.distributed import (
 
 HERE = Path(__file__).resolve().parent
 ON_TWO_RANKS = pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()), reason="needs torch.distributed with gloo"
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="needs torch.distributed with gloo",
 )
 
 
@@ -100,6 +101,15 @@ def test_gather_batch_is_the_global_batch_and_sums_gradients_over_ranks(ranks):
         checks = r["checks"]
         assert torch.equal(checks["gathered"], x) and torch.equal(checks["gathered_labels"], labels)
         close(checks["grad"], expected_grad[checks["share"]])
+
+
+@ON_TWO_RANKS
+def test_an_error_on_rank_0_reaches_every_rank_and_shares_must_be_equal(ranks):
+    for r in ranks:
+        assert r["errors"]["run_on_main"] == "--out exists (raised on rank 0)"
+        assert r["errors"]["batch_size"] == (
+            "train.batch_size must be a multiple of the number of processes (2) so that each takes an equal share "
+            "of a global batch; got batch_size=33 (try 32 or 34)")
 
 
 @ON_TWO_RANKS

@@ -72,5 +72,5 @@ def test_rank_share_refuses_bad_ranks_and_too_small_batches():
 
 def test_batch_size_must_be_a_multiple_of_the_number_of_processes():
     assert rows_per_rank(64, 4) == 16 and rows_per_rank(5, 1) == 5
-    with pytest.raises(ValueError, match=r"multiple of the number of processes \(4\) .* got batch_size=30 \(try 28 or 32\)"):
+    with pytest.raises(ValueError, match=r"multiple of the number of processes \(4\) .* batch_size=30 \(try 28 or 32\)"):
         rows_per_rank(30, 4)
