@@ -78,6 +78,11 @@ class EmbeddingLoss(nn.Module):
     non-gradient state (moving centers) change it only in `update_state`, which the trainer calls
     after each optimizer step.
 
+    Under torchrun every rank calls the loss on its share of the global batch. A loss that compares
+    samples inside a batch (mining, pairs) gathers the global batch at the top of `compute` with
+    `metricbench.distributed.gather_batch` (a no-op in one process), as the triplet losses do; a
+    per-sample mean needs nothing, because the trainer weights each rank's loss by its share.
+
     Args:
         config: the loss's options; `Config()` (the defaults) when omitted.
         num_classes: number of classes in the training data (accepted by every loss).

@@ -16,9 +16,12 @@ Center updates (`update`):
     cumulative  c_j = mean of every class-j embedding seen so far (sums and counts in the state)
     sgd         centers are a parameter trained by the optimizer in their own param group
 All but `sgd` run in `update_state` (after the optimizer step), never through autograd; each is a
-function of per-class sums s_j and counts n_j of the batch, so distributed training can all-reduce
-those. Classes absent from a batch keep their centers. Nothing here builds a B × C matrix: the
-term gathers c_{y_i}, and updates touch only the classes present (`index_add_`).
+function of per-class sums s_j and counts n_j of the batch. Under torchrun these are the global batch's:
+every rank gathers all ranks' embeddings and labels (B × D, where an all-reduce of dense per-class
+sums would move C × D) and sums them in the single-process order, so every rank holds the same centers
+as one process; `sgd` centers are parameters, averaged by DistributedDataParallel like any other.
+Classes absent from a batch keep their centers. Nothing here builds a B × C matrix: the term gathers
+c_{y_i}, and updates touch only the classes present (`index_add_`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from metricbench.distributed import gather_batch
 
 from .base import EmbeddingLoss, LossOutput
 from .registry import register_loss
@@ -152,6 +157,7 @@ class CenterTerm(EmbeddingLoss):
         rule = self.config.update
         if rule == "sgd":
             return
+        embeddings, labels = gather_batch(embeddings, labels)  # every rank's rows under torchrun
         classes, sums, counts = class_sums(embeddings.to(self.centers.dtype), labels)
         centers = self.centers[classes]
         if rule == "paper":

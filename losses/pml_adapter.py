@@ -11,6 +11,8 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from torch import Tensor, nn
 
+from metricbench.distributed import gather_batch
+
 from .base import EmbeddingLoss, LossOutput
 
 __all__ = ["PMLLoss", "PMLLossConfig", "build_pml_loss"]
@@ -79,6 +81,9 @@ class PMLLoss(EmbeddingLoss):
 
     Parameters of the PML loss (e.g. the class weights of `ArcFaceLoss`) are trained through
     `param_groups()`. Parts: `"loss"`, and `"mined"` (number of mined tuples) when a miner is set.
+
+    Under torchrun, pair losses (and their miner) run on the global batch, gathered from every rank with
+    gradients; classification losses (ArcFace, ...) are per-sample means and stay on each rank's share.
     """
 
     Config = PMLLossConfig
@@ -99,6 +104,8 @@ class PMLLoss(EmbeddingLoss):
         self.needs_positive_pairs = not self.indexes_classes
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> LossOutput:
+        if self.needs_positive_pairs:
+            embeddings, labels = gather_batch(embeddings, labels)  # the global batch under torchrun
         parts: dict[str, Tensor] = {}
         indices_tuple = None
         if self.miner is not None:

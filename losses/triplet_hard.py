@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metricbench.distributed import gather_batch
+
 from .base import EmbeddingLoss, LossOutput
 from .distances import pairwise_distances
 from .registry import register_loss
@@ -34,6 +36,8 @@ class TripletHardLoss(EmbeddingLoss):
     """Batch-hard triplet loss, TF Addons' semantics: per anchor, its farthest positive and closest
     negative, `max(d_ap − d_an + margin, 0)` (or the soft margin), averaged over all anchors.
 
+    Under torchrun, mining runs over the global batch (every rank's embeddings, gathered with their
+    gradients), so loss and gradients equal those of one process with the same batch.
     As in TF Addons, an anchor without a positive in the batch still counts, with d_ap = the smallest
     distance in its row (its own, 0, for `l2`). Deliberate divergence for degenerate batches only:
     no positive pair or a single class gives 0 (keeping the graph) and part `degenerate` = 1.
@@ -45,6 +49,7 @@ class TripletHardLoss(EmbeddingLoss):
     search_space = TripletSemiHardLoss.search_space
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> LossOutput:
+        embeddings, labels = gather_batch(embeddings, labels)  # the global batch under torchrun
         distances = pairwise_distances(embeddings, self.config.distance)
         d_ap, d_an = hardest_pairs(distances, labels)
         positive, _ = pair_masks(labels)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from metricbench.distributed import gather_batch
+
 from .base import EmbeddingLoss, LossOutput
 from .distances import DISTANCES, pairwise_distances
 from .registry import register_loss
@@ -44,6 +46,9 @@ class TripletSemiHardLoss(EmbeddingLoss):
     negative. Pairs with a zero hinge count in the denominator. Embeddings are not normalised here
     (use `model.normalize`), exactly as in TF Addons.
 
+    Under torchrun, mining runs over the global batch (every rank's embeddings, gathered with their
+    gradients), so loss and gradients equal those of one process with the same batch.
+
     Deliberate divergence, for degenerate batches only: with no positive pair, or a single class,
     the loss is 0 (keeping the autograd graph) and part `degenerate` is 1; TF Addons returns NaN or
     a meaningless number there. Parts: `positive_pairs`, `semihard_fraction`, `fallback_fraction`,
@@ -55,6 +60,7 @@ class TripletSemiHardLoss(EmbeddingLoss):
     search_space = {"margin": FloatRange(0.05, 2.0, log=True)}
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> LossOutput:
+        embeddings, labels = gather_batch(embeddings, labels)  # the global batch under torchrun
         distances = pairwise_distances(embeddings, self.config.distance)
         mined = semihard_negatives(distances, labels)
         single_class = (labels == labels[0]).all()

@@ -34,7 +34,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train, evaluate (FAISS leave-one-out retrieval on the test split) and export one run. "
         "Settings come from the defaults, then --config, then the shorthand flags and --set overrides, "
         "in that order; the resolved config is saved as OUT/config.toml.",
-        epilog="example: metricbench train --dataset mnist5k --loss softmax --epochs 5 --out runs/demo",
+        epilog="example: metricbench train --dataset mnist5k --loss softmax --epochs 5 --out runs/demo; "
+        "on 2 processes, with the result of one: torchrun --standalone --nproc_per_node=2 -m metricbench train ...",
     )
     p.add_argument("--out", required=True, type=Path, help="run directory to create (refused if it exists)")
     p.add_argument("--config", type=Path, help="TOML experiment config (sections data, model, loss, optim, train, eval)")
@@ -47,7 +48,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="closed: test on the training classes; open: test on unseen classes (default closed)")
     p.add_argument("--loss", help="registered loss name or pml:<LossName> (default softmax; see `metricbench losses`)")
     p.add_argument("--epochs", type=int, help="passes over the training split (default 10)")
-    p.add_argument("--batch-size", type=int, help="samples per step (default 128)")
+    p.add_argument("--batch-size", type=int, help="samples per step (default 128); under torchrun the global batch, "
+                   "shared equally by the processes")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3, Adam)")
     p.add_argument("--embedding-dim", type=int, help="embedding size D (default 64)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present")
@@ -181,6 +183,8 @@ def _train(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
     metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
                         stop_after_epochs=args.stop_after_epochs, progress=not args.no_progress)
+    if not metrics:  # under torchrun, ranks other than 0 report nothing
+        return 0
     if metrics["test"]:
         print(json.dumps(metrics["test"], indent=2))
         print(f"run written to {args.out}")

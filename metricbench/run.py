@@ -13,6 +13,7 @@ Layout of a run directory:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,9 +32,11 @@ from .atomic import write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, load_config, save_config
 from .data import Dataset, Split, load_dataset, load_split, make_split, save_split, validation_split
+from .distributed import DistributedContext, all_gather_rows, current_context, process_group, run_on_main
 from .logger import RunLogger
 from .models import EmbeddingNet, build_model
 from .report import evaluate_embeddings, projector_metadata, write_evaluation
+from .sampling import rank_share
 from .trainer import Trainer, embed, resolve_device
 
 __all__ = ["LoadedRun", "evaluate_rows", "export_rows", "load_run", "train_run"]
@@ -102,15 +105,21 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
               stop_after_epochs: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train, evaluate and export one run into directory `out`.
 
+    Under torchrun every process calls this with the same arguments: each trains on its share of every
+    global batch (see `metricbench.distributed`), rank 0 alone writes the run directory, and the test
+    split is embedded by all ranks and evaluated once, by rank 0. Resuming needs `out` readable by every
+    process (a shared file system when several machines resume).
+
     Args:
         config: the experiment; ignored with `resume=True` (the run's saved config is used).
         out: run directory. Refused if it exists, unless `overwrite` (replace) or `resume` (continue).
-        resume: continue from `out/checkpoint.pt`; the result equals an uninterrupted run's.
+        resume: continue from `out/checkpoint.pt`, on any number of processes; the result equals an
+            uninterrupted run's.
         stop_after_epochs: return after that many epochs in this call (resume later) — for time-sliced jobs.
-        progress: show tqdm bars.
+        progress: show tqdm bars (rank 0 only).
 
     Returns:
-        The contents of `metrics.json` (empty `test` when stopped early).
+        The contents of `metrics.json` (empty `test` when stopped early); `{}` on ranks other than 0.
     """
     out = Path(out)
     if resume:
@@ -119,7 +128,14 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
         config = load_config(out / CONFIG)
     elif config is None:
         raise ValueError("config is required unless resume=True")
+    with process_group(resolve_device(config.train.device)) as (ranks, device):
+        metrics = _train_and_evaluate(config, out, ranks, device, resume=resume, overwrite=overwrite,
+                                      stop_after_epochs=stop_after_epochs, progress=progress and ranks.is_main)
+    return metrics if ranks.is_main else {}
 
+
+def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedContext, device: torch.device, *,
+                        resume: bool, overwrite: bool, stop_after_epochs: int | None, progress: bool) -> dict[str, Any]:
     # Everything that can fail on bad input happens before the run directory is touched.
     data = _load_data(config)
     full_split = _saved_split(out, data) if resume else make_split(
@@ -128,7 +144,6 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
     )
     split = _rows_used(config, data, full_split)
     model, loss_fn = _build(config, data, split)
-    device = resolve_device(config.train.device)
     trainer = Trainer(model, loss_fn, optim=config.optim, train=config.train, labels=data.y[split.train],
                       seed=config.seed, device=device)
     history: list[dict[str, Any]] = []
@@ -137,44 +152,71 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
         trainer.load_state_dict(state)
         history = list(json.loads(state["history"]))
     else:
-        _prepare_out(out, overwrite=overwrite)
-        save_config(config, out / CONFIG)
-        save_split(full_split, out / SPLIT)
+        def prepare() -> None:
+            _prepare_out(out, overwrite=overwrite)
+            save_config(config, out / CONFIG)
+            save_split(full_split, out / SPLIT)
+
+        run_on_main(prepare)  # an existing --out fails every rank, not only rank 0
 
     x_train, y_train = _rows(data, split.train)
     x_val, y_val = _rows(data, split.val)
     started, epochs_this_call, saved_epoch = time.perf_counter(), 0, trainer.epoch
-    with RunLogger(out, resume_step=trainer.step if resume else None) as logger:
+    logger = RunLogger(out, resume_step=trainer.step if resume else None) if ranks.is_main else None  # rank 0 logs
+
+    def log(step: int, epoch: int, values: dict[str, float]) -> None:
+        if logger is not None:
+            logger.log(step, epoch, values)
+
+    with logger if logger is not None else contextlib.nullcontext():
         try:
             while trainer.epoch < config.train.epochs:
                 if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
                     return {"test": {}, "history": history, "stopped_after_epoch": trainer.epoch}
-                means = trainer.train_epoch(x_train, y_train, log=lambda s, v: logger.log(s, trainer.epoch + 1, v),
+                means = trainer.train_epoch(x_train, y_train, log=lambda s, v: log(s, trainer.epoch + 1, v),
                                             progress=progress)
                 record = {"epoch": trainer.epoch, **{f"train_{k}": v for k, v in means.items()}}
                 if len(split.val) > 1:
-                    val = retrieval_metrics(embed(model, x_val, device=device), y_val, ks=(1,), metric=config.eval.metric)
-                    record.update({f"val_{k}": v for k, v in val.items()})
-                logger.log(trainer.step, trainer.epoch, {k.replace("_", "/", 1): v for k, v in record.items() if k != "epoch"})
+                    val_embeddings = _embed_shared(model, x_val, device)  # every rank takes part
+                    if ranks.is_main:
+                        val = retrieval_metrics(val_embeddings, y_val, ks=(1,), metric=config.eval.metric)
+                        record.update({f"val_{k}": v for k, v in val.items()})
+                log(trainer.step, trainer.epoch, {k.replace("_", "/", 1): v for k, v in record.items() if k != "epoch"})
                 history.append(record)
-                save_checkpoint({**trainer.state_dict(), "history": json.dumps(history)}, out / CHECKPOINT)
+                if ranks.is_main:
+                    save_checkpoint({**trainer.state_dict(), "history": json.dumps(history)}, out / CHECKPOINT)
                 saved_epoch = trainer.epoch
                 epochs_this_call += 1
         except KeyboardInterrupt:
-            print(f"\ninterrupted; checkpoint of epoch {saved_epoch} kept. Continue with: "
-                  f"metricbench train --resume --out {out}")
+            if ranks.is_main:
+                print(f"\ninterrupted; checkpoint of epoch {saved_epoch} kept. Continue with: "
+                      f"metricbench train --resume --out {out}")
             raise
     train_seconds = time.perf_counter() - started
 
-    test = evaluate_rows(model, data, split.test, config, device=device, out_dir=out, progress=progress)
+    embeddings = _embed_rows(model, data, split.test, device)  # every rank embeds a share; all get every row
+    if not ranks.is_main:
+        return {}
+    test = _evaluate(embeddings, data, split.test, config, out_dir=out, split_name="test", progress=progress)
     metrics = {"test": test, "history": history, "epochs": trainer.epoch, "train_seconds_this_call": round(train_seconds, 3),
                "num_classes": data.num_classes, "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}}
     write_json(metrics, out / METRICS)
     return metrics
 
 
+def _embed_shared(model: EmbeddingNet, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """(N, ...) inputs → (N, D) embeddings on the CPU, in row order. Under torchrun each rank embeds a
+    contiguous share and every rank receives all rows (eval mode: a row's embedding does not depend on
+    the others, so this equals embedding all rows in one process)."""
+    ranks = current_context()
+    if not ranks.distributed or len(x) < ranks.world_size:
+        return embed(model, x, device=device)
+    rows = rank_share(np.arange(len(x)), rank=ranks.rank, world_size=ranks.world_size)
+    return all_gather_rows(embed(model, x[rows], device=device).to(device)).cpu()
+
+
 def _embed_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, device: torch.device) -> np.ndarray:
-    return embed(model, torch.from_numpy(data.x[rows]), device=device).numpy()
+    return _embed_shared(model, torch.from_numpy(data.x[rows]), device).numpy()
 
 
 def evaluate_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, config: ExperimentConfig, *,
@@ -185,7 +227,13 @@ def evaluate_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, config: 
     With `out_dir`, also write the per-class distance table, the Embedding Projector export (with a
     sprite for images) and the plots there.
     """
-    embeddings, labels = _embed_rows(model, data, rows, device), data.y[rows]
+    embeddings = _embed_rows(model, data, rows, device)
+    return _evaluate(embeddings, data, rows, config, out_dir=out_dir, split_name=split_name, progress=progress)
+
+
+def _evaluate(embeddings: np.ndarray, data: Dataset, rows: np.ndarray, config: ExperimentConfig, *,
+              out_dir: Path | None, split_name: str, progress: bool) -> dict[str, Any]:
+    labels = data.y[rows]
     ev = config.eval
     if out_dir is None:
         return evaluate_embeddings(embeddings, labels, metric=ev.metric, ks=ev.ks, full_map=ev.full_map)[0]

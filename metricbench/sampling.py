@@ -10,7 +10,7 @@ import numpy as np
 from pytorch_metric_learning.samplers import MPerClassSampler
 from pytorch_metric_learning.utils import common_functions as pml_common
 
-__all__ = ["default_m_per_class", "epoch_batches"]
+__all__ = ["default_m_per_class", "epoch_batches", "rank_share", "rows_per_rank"]
 
 
 @contextlib.contextmanager
@@ -67,3 +67,38 @@ def epoch_batches(
     with _pml_random_state(seed, epoch):
         order = np.fromiter(MPerClassSampler(labels, m, batch_size=batch_size, length_before_new_iter=length), dtype=np.int64)
     return np.split(order, len(order) // batch_size)
+
+
+def rows_per_rank(batch_size: int, world_size: int) -> int:
+    """Rows each of `world_size` processes takes from a global batch of `batch_size`.
+
+    Raises:
+        ValueError: `batch_size` is not a multiple of `world_size` (ranks would then work on shares of
+            different sizes at every step).
+    """
+    if batch_size % world_size:
+        lower, upper = batch_size - batch_size % world_size, batch_size + world_size - batch_size % world_size
+        suggestion = f"{lower} or {upper}" if lower >= 2 else f"{upper}"
+        raise ValueError(f"train.batch_size must be a multiple of the number of processes ({world_size}) so that each "
+                         f"takes an equal share of a global batch; got batch_size={batch_size} (try {suggestion})")
+    return batch_size // world_size
+
+
+def rank_share(batch: np.ndarray, *, rank: int, world_size: int) -> np.ndarray:
+    """Rank `rank`'s contiguous share of a global batch; the shares of ranks 0, 1, … in order are the batch.
+
+    Every rank computes the same global batches from `epoch_batches` (same seed and epoch) and keeps its
+    share, so a global batch has exactly the rows, and the m-per-class composition, of the single-process
+    batch. Shares are equal when `world_size` divides the batch (every full batch) and otherwise differ by
+    one row (the random sampler's last batch of an epoch).
+
+    Args:
+        batch: (B,) row indices, B ≥ world_size.
+        rank: 0 … world_size − 1.
+        world_size: number of processes.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    if len(batch) < world_size:
+        raise ValueError(f"batch must hold at least one row per process ({world_size}), got {len(batch)} rows")
+    return batch if world_size == 1 else np.array_split(batch, world_size)[rank]

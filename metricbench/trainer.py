@@ -1,10 +1,13 @@
 """The common embedding trainer: any registered loss plugs in through `EmbeddingLoss`.
 
 One step reads top to bottom: forward → loss → backward → clip → step → schedule → loss hook.
+Under torchrun the same loop runs on every rank, each on its share of the global batch (see
+`metricbench.distributed` for what makes the result equal to one process's).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from typing import Any, Callable
@@ -12,14 +15,19 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from metricbench.losses import EmbeddingLoss
 
 from .config import OptimConfig, TrainConfig
-from .sampling import epoch_batches
+from .distributed import current_context, mean_across_ranks
+from .global_batchnorm import convert_batchnorm
+from .sampling import epoch_batches, rank_share, rows_per_rank
 
 __all__ = ["Trainer", "build_optimizer", "embed", "resolve_device"]
+
+_DDP_OPTIONS = inspect.signature(DistributedDataParallel).parameters
 
 _NO_POSITIVES_PATIENCE = 3
 
@@ -71,8 +79,38 @@ def embed(model: nn.Module, x: Tensor, *, device: torch.device, batch_size: int 
     return torch.cat(out)
 
 
+class _ModelAndLoss(nn.Module):
+    """The model and the loss as one module, so that one DistributedDataParallel averages the gradients
+    of both (the model's weights and the loss's heads or centers)."""
+
+    def __init__(self, model: nn.Module, loss_fn: EmbeddingLoss) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, x: Tensor, labels: Tensor) -> tuple[Tensor, Any]:
+        embeddings = self.model(x)
+        return embeddings, self.loss_fn(embeddings, labels)
+
+
+def _data_parallel(network: nn.Module, device: torch.device) -> nn.Module:
+    network = convert_batchnorm(network, device)
+    device_ids = [device.index] if device.type == "cuda" else None
+    # Buffers are synced from rank 0 once, at wrapping, but not before every forward: global-batch
+    # BatchNorm and the center updates keep them identical on every rank from every rank's rows.
+    # torch 2.13 renamed the switch (`broadcast_buffers` warns there); older versions know only the old name.
+    no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_OPTIONS
+                      else {"broadcast_buffers": False})
+    return DistributedDataParallel(network, device_ids=device_ids, **no_buffer_sync)
+
+
 class Trainer:
     """Owns the model, the loss, one optimizer and its schedule.
+
+    Inside a process group (torchrun) every rank trains on its contiguous share of each global batch:
+    BatchNorm layers become global-batch BatchNorm, model and loss are wrapped in one
+    DistributedDataParallel, and logged values are those of the global batch. `train.batch_size` is
+    the global batch size and must be a multiple of the number of processes.
 
     Args:
         model: inputs → (B, D) embeddings.
@@ -81,13 +119,18 @@ class Trainer:
         train: loop options.
         labels: (N,) training labels (they fix the batches of every epoch).
         seed: with the epoch number, fixes the batch order.
-        device: where to train.
+        device: where to train (under torchrun, this rank's device).
     """
 
     def __init__(self, model: nn.Module, loss_fn: EmbeddingLoss, *, optim: OptimConfig, train: TrainConfig,
                  labels: np.ndarray, seed: int, device: torch.device) -> None:
+        self.ranks = current_context()
+        rows_per_rank(train.batch_size, self.ranks.world_size)  # refuses unequal shares before any work
         self.model = model.to(device)
         self.loss_fn = loss_fn.to(device)
+        self.network = _ModelAndLoss(self.model, self.loss_fn)
+        if self.ranks.distributed:
+            self.network = _data_parallel(self.network, device)
         self.train_config = train
         self.optim_config = optim
         self.labels = labels
@@ -106,39 +149,55 @@ class Trainer:
         self._logs_without_positives = 0  # consecutive logged batches with no positive pair
 
     def batches(self, epoch: int) -> list[np.ndarray]:
+        """The global batches of one epoch (row indices), the same on every rank."""
         cfg = self.train_config
-        return epoch_batches(self.labels, batch_size=cfg.batch_size, sampler=self.sampler, seed=self.seed,
-                             epoch=epoch, m_per_class=cfg.m_per_class)
+        batches = epoch_batches(self.labels, batch_size=cfg.batch_size, sampler=self.sampler, seed=self.seed,
+                                epoch=epoch, m_per_class=cfg.m_per_class)
+        # A last random batch with fewer rows than processes would leave a rank without rows; it is dropped
+        # (with 2 processes it never happens: the sampler already drops one-row batches).
+        return [b for b in batches if len(b) >= self.ranks.world_size]
 
     def train_epoch(self, x: Tensor, y: Tensor, log: Callable[[int, dict[str, float]], None] | None = None,
                     progress: bool = True) -> dict[str, float]:
-        """One pass over the training rows `x`, `y` (CPU tensors); returns the epoch's mean loss and parts."""
+        """One pass over the training rows `x`, `y` (CPU tensors); returns the epoch's mean loss and parts
+        (of the global batches, on every rank)."""
         cfg = self.train_config
-        self.model.train()
+        ranks = self.ranks
+        self.network.train()
         sums: dict[str, Tensor] = {}
         batches = self.batches(self.epoch)
-        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, disable=not progress, unit="batch")
-        for idx in bar:
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (progress and ranks.is_main), unit="batch")
+        for batch in bar:
+            idx = rank_share(batch, rank=ranks.rank, world_size=ranks.world_size)  # the whole batch in one process
             xb = x[idx].to(self.device, non_blocking=True)
             yb = y[idx].to(self.device, non_blocking=True)
-            embeddings = self.model(xb)
-            out = self.loss_fn(embeddings, yb)
+            embeddings, out = self.network(xb, yb)
+            # Weight this rank's loss by W·b_r/B (1 in one process, and whenever shares are equal): a local
+            # per-sample mean then contributes b_r/B of the global mean after DDP's average over W ranks, and
+            # a loss every rank computes on the gathered batch still sums to W·L over ranks (Σ_r b_r = B).
+            share = ranks.world_size * len(idx) / len(batch)
+            loss = out.loss if share == 1 else out.loss * share
             self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            loss.backward()
             if self.optim_config.clip_grad_norm:
                 params = [p for g in self.optimizer.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, self.optim_config.clip_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
-            # Non-gradient state (moving centers) follows the step, from this batch's embeddings.
+            # Non-gradient state (moving centers) follows the step, from this batch's embeddings (a loss
+            # gathers every rank's rows itself when it needs the global batch).
             self.loss_fn.update_state(embeddings.detach(), yb)
             self.step += 1
 
-            scalars = {"loss": out.loss.detach(), **out.parts}
+            # Weighted by the share, the average over ranks is the global batch's value (see `share`).
+            scalars = {name: value.detach().float() for name, value in {"loss": out.loss, **out.parts}.items()}
+            if share != 1:
+                scalars = {name: share * value for name, value in scalars.items()}
             for name, value in scalars.items():
-                sums[name] = sums.get(name, 0.0) + value.detach().float()
+                sums[name] = sums.get(name, 0.0) + value
             if self.step % cfg.log_every == 0:  # .item() syncs the device: only at the log interval
-                values = {f"train/{k}": float(v) for k, v in scalars.items()}
+                values = {f"train/{k}": float(v) for k, v in mean_across_ranks(scalars).items()}
                 self._check_finite(values["train/loss"])
                 values["train/lr"] = self.scheduler.get_last_lr()[0]
                 self._watch_positive_pairs(values.get("train/positive_pairs"))
@@ -146,13 +205,13 @@ class Trainer:
                 if log is not None:
                     log(self.step, values)
         self.epoch += 1
-        means = {k: float(v) / len(batches) for k, v in sums.items()}
+        means = {k: float(v) / len(batches) for k, v in mean_across_ranks(sums).items()}
         self._check_finite(means["loss"])
         return means
 
     def _watch_positive_pairs(self, positive_pairs: float | None) -> None:
         """Warn once when pair-based losses keep getting batches without two samples of one class."""
-        if positive_pairs is None:
+        if positive_pairs is None or not self.ranks.is_main:
             return
         self._logs_without_positives = self._logs_without_positives + 1 if positive_pairs == 0 else 0
         if self._logs_without_positives == _NO_POSITIVES_PATIENCE:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from metricbench.sampling import default_m_per_class, epoch_batches
+from metricbench.sampling import default_m_per_class, epoch_batches, rank_share, rows_per_rank
 
 LABELS = np.repeat(np.arange(10), 37)
 
@@ -43,3 +43,34 @@ def test_default_m_fills_a_batch():
 def test_impossible_m_per_class_says_what_would_work():
     with pytest.raises(ValueError, match=r"m_per_class=4 .* got batch_size=128, 10 classes \(try m_per_class=16\)"):
         epoch_batches(LABELS, batch_size=128, sampler="m-per-class", seed=0, epoch=0, m_per_class=4)
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 4])
+@pytest.mark.parametrize("sampler", ["random", "m-per-class"])
+def test_rank_shares_in_rank_order_are_the_single_process_batch(sampler, world_size):
+    batches = epoch_batches(LABELS, batch_size=32, sampler=sampler, seed=3, epoch=1, m_per_class=4)
+    for batch in batches:
+        shares = [rank_share(batch, rank=r, world_size=world_size) for r in range(world_size)]
+        assert np.array_equal(np.concatenate(shares), batch)
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1
+        if len(batch) == 32:  # full batches split equally, so m-per-class batches keep their composition
+            assert {len(s) for s in shares} == {rows_per_rank(32, world_size)}
+    assert len(batches[-1]) == (len(LABELS) % 32 if sampler == "random" else 32)  # 370 rows: a last random batch of 18
+
+
+def test_rank_share_of_an_uneven_batch_differs_by_one_row():
+    shares = [rank_share(np.arange(7), rank=r, world_size=2) for r in range(2)]
+    assert [s.tolist() for s in shares] == [[0, 1, 2, 3], [4, 5, 6]]
+
+
+def test_rank_share_refuses_bad_ranks_and_too_small_batches():
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\), got 2"):
+        rank_share(np.arange(8), rank=2, world_size=2)
+    with pytest.raises(ValueError, match=r"at least one row per process \(4\), got 3 rows"):
+        rank_share(np.arange(3), rank=0, world_size=4)
+
+
+def test_batch_size_must_be_a_multiple_of_the_number_of_processes():
+    assert rows_per_rank(64, 4) == 16 and rows_per_rank(5, 1) == 5
+    with pytest.raises(ValueError, match=r"multiple of the number of processes \(4\) .* batch_size=30 \(try 28 or 32\)"):
+        rows_per_rank(30, 4)
