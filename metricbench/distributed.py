@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .parent_death import exit_with_parent
+
 __all__ = [
     "DistributedContext",
     "all_gather_rows",
@@ -101,6 +103,7 @@ def process_group(device: torch.device) -> Iterator[tuple[DistributedContext, to
     if not launched_by_torchrun():
         yield DistributedContext(), device
         return
+    exit_with_parent(os.getppid())  # a rank must not outlive its torchrun agent (e.g. one killed by `bench`'s runner)
     device = _rank_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)

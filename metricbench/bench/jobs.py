@@ -4,16 +4,15 @@ progress bar.
 A job is a separate `python -m metricbench ...` process rather than a forked pool worker: each gets
 a clean torch runtime with its own thread count, a log file of its own, and dies with the runner
 (Linux: parent-death signal), so a runner killed with SIGKILL leaves no orphan writing into a run
-directory that a resumed runner is about to restart.
+directory that a resumed runner is about to restart (the workers torchrun starts for a multi-process
+run die with their agent in the same way, see `metricbench.distributed`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,10 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from ..parent_death import exit_with_parent
+
 __all__ = ["Job", "default_workers", "run_jobs"]
 
-_PR_SET_PDEATHSIG = 1
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -43,14 +43,6 @@ def default_workers(workers: int | None, threads: int | None) -> tuple[int, int]
     return workers, threads or max(1, cores // workers)
 
 
-def _die_with_parent(parent: int) -> None:
-    # Runs in the child between fork and exec.
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the runner died before the signal was armed
-        os._exit(1)
-
-
 def _start(job: Job, threads: int) -> subprocess.Popen:
     job.log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **{name: str(threads) for name in _THREAD_VARIABLES}, "PYTHONUNBUFFERED": "1"}
@@ -59,7 +51,7 @@ def _start(job: Job, threads: int) -> subprocess.Popen:
         log.flush()
         parent = os.getpid()
         return subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                preexec_fn=lambda: _die_with_parent(parent))
+                                preexec_fn=lambda: exit_with_parent(parent))  # runs between fork and exec
 
 
 def run_jobs(jobs: Sequence[Job], *, workers: int, threads: int, desc: str, done_before: int = 0,

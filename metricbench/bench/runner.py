@@ -39,11 +39,13 @@ class BenchFailed(RuntimeError):
     """Some runs or studies failed; the others finished and were aggregated."""
 
 
-def _metricbench(*args: str, imports: tuple[str, ...]) -> tuple[str, ...]:
-    return (sys.executable, "-m", "metricbench", *args, *(x for m in imports for x in ("--import", m)))
+def _metricbench(*args: str, imports: tuple[str, ...], nproc: int = 1) -> tuple[str, ...]:
+    launcher = (sys.executable,) if nproc == 1 else (
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}")
+    return (*launcher, "-m", "metricbench", *args, *(x for m in imports for x in ("--import", m)))
 
 
-def _cell_jobs(todo: list[Cell], runs: Path, imports: tuple[str, ...]) -> list[Job]:
+def _cell_jobs(todo: list[Cell], runs: Path, imports: tuple[str, ...], nproc: int) -> list[Job]:
     jobs = []
     for cell in todo:
         run_dir, name = runs / cell.key, cell.key.replace("/", "--")
@@ -54,7 +56,7 @@ def _cell_jobs(todo: list[Cell], runs: Path, imports: tuple[str, ...]) -> list[J
             config_file.parent.mkdir(parents=True, exist_ok=True)
             save_config(cell.config, config_file)
             args = ("--config", str(config_file), "--overwrite")
-        argv = _metricbench("train", "--no-progress", "--out", str(run_dir), *args, imports=imports)
+        argv = _metricbench("train", "--no-progress", "--out", str(run_dir), *args, imports=imports, nproc=nproc)
         jobs.append(Job(cell.key, argv, runs / "logs" / f"{name}.log"))
     return jobs
 
@@ -63,7 +65,7 @@ def _run_cells(grid: list[Cell], runs: Path, spec: BenchSpec, extra: list[Job], 
                progress: bool) -> list[Job]:
     todo = [cell for cell in grid if run_state(runs / cell.key, cell.config) != "done"]
     workers, threads = default_workers(spec.workers, spec.threads)
-    jobs = extra + _cell_jobs(todo, runs, spec.imports)
+    jobs = extra + _cell_jobs(todo, runs, spec.imports, spec.nproc_per_run)
     return run_jobs(jobs, workers=workers, threads=threads, desc=desc, done_before=len(grid) - len(todo),
                     progress=progress)
 

@@ -118,6 +118,8 @@ class BenchSpec:
         workers: runs at a time (default: the number of CPU cores).
         threads: torch/BLAS/OpenMP threads per run (default: cores / workers, at least 1).
         imports: modules each run imports first (e.g. one registering a custom loss).
+        nproc_per_run: processes per run; above 1 each run is launched with `torchrun --standalone`
+            (DistributedDataParallel on this machine; `threads` is per process). Runs stay resumable.
     """
 
     name: str
@@ -130,6 +132,7 @@ class BenchSpec:
     workers: int | None = None
     threads: int | None = None
     imports: tuple[str, ...] = ()
+    nproc_per_run: int = 1
 
     def __post_init__(self) -> None:
         for key in ("datasets", "losses", "protocols", "seeds"):
@@ -144,7 +147,7 @@ class BenchSpec:
             raise ValueError(f"protocols must be among {', '.join(PROTOCOLS)}; got {bad}")
         if bad := [d for d in self.tune.datasets if d not in self.datasets]:
             raise ValueError(f"tune.datasets must be among datasets {list(self.datasets)}; got {bad}")
-        for key in ("workers", "threads"):
+        for key in ("workers", "threads", "nproc_per_run"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         for key in _PER_CELL:
