@@ -45,11 +45,12 @@ def _metricbench(*args: str, imports: tuple[str, ...], nproc: int = 1) -> tuple[
     return (*launcher, "-m", "metricbench", *args, *(x for m in imports for x in ("--import", m)))
 
 
-def _cell_jobs(todo: list[Cell], runs: Path, imports: tuple[str, ...], nproc: int) -> list[Job]:
+def _cell_jobs(todo: list[tuple[Cell, str]], runs: Path, imports: tuple[str, ...], nproc: int) -> list[Job]:
+    """A `metricbench train` job per unfinished cell, given with its `run_state`."""
     jobs = []
-    for cell in todo:
+    for cell, state in todo:
         run_dir, name = runs / cell.key, cell.key.replace("/", "--")
-        if run_state(run_dir, cell.config) == "resume":
+        if state == "resume":
             args = ("--resume",)
         else:
             config_file = runs / "configs" / f"{name}.toml"
@@ -63,7 +64,8 @@ def _cell_jobs(todo: list[Cell], runs: Path, imports: tuple[str, ...], nproc: in
 
 def _run_cells(grid: list[Cell], runs: Path, spec: BenchSpec, extra: list[Job], *, desc: str,
                progress: bool) -> list[Job]:
-    todo = [cell for cell in grid if run_state(runs / cell.key, cell.config) != "done"]
+    states = [(cell, run_state(runs / cell.key, cell.config)) for cell in grid]
+    todo = [(cell, state) for cell, state in states if state != "done"]
     workers, threads = default_workers(spec.workers, spec.threads)
     jobs = extra + _cell_jobs(todo, runs, spec.imports, spec.nproc_per_run)
     return run_jobs(jobs, workers=workers, threads=threads, desc=desc, done_before=len(grid) - len(todo),

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from metricbench.data.splits import PROTOCOLS
-from metricbench.losses.registry import loss_class
+from metricbench.losses.registry import build_loss, loss_class
 from metricbench.losses.search_space import SearchSpace
 
 from ..config import ExperimentConfig, apply_override, config_from_dict
@@ -167,8 +167,7 @@ class BenchSpec:
         tree["loss"] = {"name": entry.name, "options": {**entry.options, **(options or {})}}
         tree["seed"] = seed
         config = config_from_dict(ExperimentConfig, tree)
-        from metricbench.losses import build_loss  # checks the loss name and options now, not in a worker
-
+        # Checks the loss name and options now, not in a worker.
         build_loss(entry.name, num_classes=2, embedding_dim=config.model.embedding_dim, **config.loss.options)
         return config
 
