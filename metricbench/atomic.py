@@ -1,33 +1,87 @@
-"""Write a file so that readers see the old version or the complete new one, never a partial file."""
+"""The one way metricbench writes files: readers see the old version or the complete new one, never a part.
+
+Each file is first written to a hidden temporary sibling (same directory, so the rename cannot cross file
+systems), created with `open(..., "xb")` so that it gets the usual umask permissions (mkstemp's would be
+0600); only when every file of a call is complete are they renamed into place with `os.replace`, in the
+order given. Put the file that marks a set complete (a config that refers to the others, a run's
+metrics.json) last, so a reader polling the directory never finds it before the files it vouches for.
+On any error every temporary file is removed and no final path has been touched.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Union
 
-__all__ = ["atomic_write", "write_json"]
+__all__ = ["Content", "atomic_write", "write_files_atomically", "write_json", "write_text"]
+
+Content = Union[bytes, Callable[[BinaryIO], object]]  # the data, or a function that writes it to a binary file
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it onto `path`.
-
-    The temporary name keeps `path`'s suffix (matplotlib and pandas pick the format from it); on any
-    error it is removed and `path` is left as it was.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+def _write_temp(path: Path, content: Content) -> Path:
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        with open(temp, "xb") as file:
+            if isinstance(content, bytes):
+                file.write(content)
+            else:
+                content(file)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+    return temp
+
+
+def write_files_atomically(files: Mapping[str | os.PathLike, Content]) -> None:
+    """Write every file to a temporary path, then rename them all into place, in the order given.
+
+    Args:
+        files: final path -> bytes, or a function that writes the content to an open binary file
+            (`fig.savefig(f, format="png")`, `np.savez(f, ...)`, `torch.save(obj, f)`, `df.to_csv(f)`).
+            The parent directories must exist.
+
+    Raises:
+        Whatever writing raises (OSError, or an error from a writer function); all temporary files
+        are removed first and no final path has been touched.
+    """
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for path, content in files.items():
+            temps.append((_write_temp(Path(path), content), Path(path)))
+    except BaseException:
+        for temp, _ in temps:
+            temp.unlink(missing_ok=True)
+        raise
+    for temp, path in temps:
+        os.replace(temp, path)
+
+
+def atomic_write(path: str | os.PathLike, content: Content) -> None:
+    """Write one file atomically (see `write_files_atomically`)."""
+    write_files_atomically({path: content})
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    atomic_write(path, text.encode("utf-8"))
+
+
+def _json_safe(value: Any) -> Any:
+    # JSON has no NaN or Infinity: json.dumps would write bare `NaN` tokens that strict parsers reject.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Write `obj` as indented, key-sorted JSON, atomically."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+    """Write `obj` as indented, key-sorted, strictly valid JSON (NaN and ±inf become null), atomically."""
+    write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
