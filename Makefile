@@ -34,7 +34,7 @@ perf: $(STAMP)
 
 # The center-loss paper's MNIST 2-D picture; writes results/center-loss-mnist2d/.
 center-figure: $(STAMP)
-	$(PY) -m metricbench.experiments.center_mnist2d --out results/center-loss-mnist2d
+	$(PY) experiments/center_mnist2d.py --out results/center-loss-mnist2d
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

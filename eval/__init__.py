@@ -11,13 +11,14 @@ from .clustering import ami, kmeans_assignment, nmi
 from .distance_stats import class_distance_stats
 from .knn import knn_search, knn_search_chunks
 from .pairs import PairDistances, pair_distances
-from .plots import plot_class_margins, plot_distance_histograms, plot_umap, write_eval_plots
+from .plot_writers import plot_class_margins, plot_distance_histograms, plot_umap, write_eval_plots
 from .projector import export_projector, write_projector_tsv
 from .retrieval import map_at_r, precision_at_1, r_precision, recall_at_k
-from .retrieval_suite import retrieval_metrics
+from .retrieval_suite import Neighbors, retrieval_metrics, retrieval_metrics_and_neighbors
 from .umap_projection import umap_2d
 
 __all__ = [
+    "Neighbors",
     "PairDistances",
     "ami",
     "class_distance_stats",
@@ -36,6 +37,7 @@ __all__ = [
     "r_precision",
     "recall_at_k",
     "retrieval_metrics",
+    "retrieval_metrics_and_neighbors",
     "umap_2d",
     "write_eval_plots",
     "write_projector_tsv",

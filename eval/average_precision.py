@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .inputs import METRICS, l2_normalized, labelled_sets
+from .inputs import check_metric, l2_normalized, labelled_sets
 
 __all__ = ["mean_average_precision"]
 
@@ -103,8 +103,7 @@ def mean_average_precision(
         >>> round(mean_average_precision(x, np.array([0, 1, 0, 1])), 6)  # (1/2 + 1/3 + 1/3 + 1/2) / 4
         0.416667
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    metric = check_metric(metric)
     gallery, gallery_labels, queries, query_label_array, leave_one_out = labelled_sets(
         embeddings, labels, query_embeddings, query_labels
     )

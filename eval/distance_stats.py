@@ -14,7 +14,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.metrics import silhouette_score
 
-from .inputs import METRICS, check_int, l2_normalized, to_float32_matrix, to_int_labels
+from .inputs import check_metric, check_int, l2_normalized, to_float32_matrix, to_int_labels
 
 __all__ = ["class_distance_stats"]
 
@@ -179,8 +179,7 @@ def class_distance_stats(
         >>> table.index.tolist(), table["nearest_class"].tolist(), table["margin_ratio"].tolist()
         ([3, 7], [7, 3], [10.0, 10.0])
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    metric = check_metric(metric)
     x = to_float32_matrix(embeddings, "embeddings").astype(np.float64)
     label_array = to_int_labels(labels, "labels", x.shape[0], "embeddings rows")
     max_silhouette = check_int(max_silhouette, "max_silhouette", 3)

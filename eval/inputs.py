@@ -8,17 +8,30 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["METRICS", "check_int", "l2_normalized", "labelled_sets", "to_float32_matrix", "to_int_labels"]
+__all__ = ["DISTANCES", "check_int", "check_metric", "l2_normalized", "labelled_sets", "to_float32_matrix", "to_int_labels"]
 
-METRICS = ("l2", "cosine")
+DISTANCES = ("l2", "cosine")  # the distances every eval function accepts as `metric`
 
 
-def check_int(value: Any, name: str, minimum: int) -> int:
-    """`value` as an int ≥ `minimum`; TypeError/ValueError naming `name` otherwise (bools are not ints here)."""
+def check_metric(metric: Any) -> str:
+    """`metric` if it names one of `DISTANCES`; ValueError otherwise."""
+    if not isinstance(metric, str) or metric not in DISTANCES:
+        raise ValueError(f"metric must be one of {', '.join(DISTANCES)}, got {metric!r}")
+    return metric
+
+
+def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` as an int in [`minimum`, `maximum`] (either bound optional); TypeError/ValueError naming
+    `name` otherwise (bools are not ints here)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
+    low_ok, high_ok = minimum is None or value >= minimum, maximum is None or value <= maximum
+    if minimum is not None and maximum is not None and not (low_ok and high_ok):
+        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {value}")
+    if not low_ok:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if not high_ok:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 

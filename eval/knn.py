@@ -10,7 +10,6 @@ memory-bounded query chunks and drop the self-match in leave-one-out mode. The e
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import faiss
 import numpy as np
@@ -18,22 +17,13 @@ from numpy.typing import ArrayLike
 
 from .exact_knn import exact_knn_blocks
 from .indexes import GPU_MAX_K, build_index, gpu_count, resolve_index
-from .inputs import METRICS, l2_normalized, to_float32_matrix
+from .inputs import check_int, check_metric, l2_normalized, to_float32_matrix
 
-__all__ = ["METRICS", "knn_search", "knn_search_chunks"]
+__all__ = ["knn_search", "knn_search_chunks"]
 
 
 # Working memory one FAISS search call may use (result heaps and FAISS's distance blocks), in bytes.
 _CHUNK_BUDGET_BYTES = 256 * 2**20
-
-
-def _check_k(k: Any, available: int, leave_one_out: bool) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    where = "N - 1 for leave-one-out" if leave_one_out else "the gallery size"
-    if not 1 <= k <= available:
-        raise ValueError(f"k must be in [1, {available}] ({where}), got {k}")
-    return int(k)
 
 
 def _chunk_size(k_search: int) -> int:
@@ -103,8 +93,7 @@ def knn_search_chunks(
         (Nq, chunks): `chunks` yields (first_row, distances (rows, k) float32, indices (rows, k) int64)
         for consecutive query rows, as `knn_search` would return them.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    metric = check_metric(metric)
     leave_one_out = gallery is None
     query_array = to_float32_matrix(queries, "queries")
     gallery_array = query_array if leave_one_out else to_float32_matrix(gallery, "gallery")
@@ -113,15 +102,11 @@ def knn_search_chunks(
             f"queries and gallery must have the same dim, got {query_array.shape} and {gallery_array.shape}"
         )
     kind = resolve_index(index, gallery_array.shape[0])
-    k = _check_k(k, gallery_array.shape[0] - int(leave_one_out), leave_one_out)
+    # k is at most N - 1 in leave-one-out (the query itself is not a neighbour), else the gallery size.
+    k = check_int(k, "k", 1, gallery_array.shape[0] - int(leave_one_out))
     if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-            raise TypeError(f"chunk_size must be an int or None, got {type(chunk_size).__name__}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        chunk_size = int(chunk_size)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        chunk_size = check_int(chunk_size, "chunk_size", 1)
+    seed = check_int(seed, "seed")
 
     if metric == "cosine":
         query_array = l2_normalized(query_array)

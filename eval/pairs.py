@@ -1,6 +1,6 @@
 """Distances of same-class and different-class pairs of points: all of them, or a seeded sample.
 
-The histogram in `plots.py` compares the two populations. Exact enumeration is used while the
+The histogram in `plot_drawing.py` compares the two populations. Exact enumeration is used while the
 number of pairs is within budget; beyond it, each population gets its own share of the budget and
 is sampled uniformly without replacement, so a rare population (same-class pairs when there are
 many classes) is still seen in full detail. Memory is bounded by the budget and fixed-size distance
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .inputs import METRICS, check_int, l2_normalized, to_float32_matrix, to_int_labels
+from .inputs import check_metric, check_int, l2_normalized, to_float32_matrix, to_int_labels
 
 __all__ = ["PairDistances", "pair_distances"]
 
@@ -172,8 +172,7 @@ def pair_distances(
         >>> pairs.intra.tolist(), sorted(pairs.inter.tolist()), pairs.intra_exact
         ([1.0], [4.0, 5.0], True)
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    metric = check_metric(metric)
     x = to_float32_matrix(embeddings, "embeddings")
     label_array = to_int_labels(labels, "labels", x.shape[0], "embeddings rows")
     max_pairs = check_int(max_pairs, "max_pairs", 2)

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .atomic_files import Content, write_files_atomically
+from metricbench.atomic import Content, write_files_atomically
+
 from .float_tsv import write_float32_tsv
 from .inputs import to_float32_matrix
 from .projector_config import ProjectorEmbedding, projector_config_json, projector_config_pbtxt

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .inputs import check_int
+
 __all__ = [
     "map_at_r",
     "map_at_r_per_query",
@@ -107,8 +109,7 @@ def recall_at_k(neighbor_labels: ArrayLike, query_labels: ArrayLike, k: int) -> 
         0.5
     """
     neighbors, queries = _check_neighbor_labels(neighbor_labels, query_labels)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= neighbors.shape[1]:
-        raise ValueError(f"k must be an int in [1, {neighbors.shape[1]}] (neighbor_labels columns), got {k!r}")
+    k = check_int(k, "k", 1, neighbors.shape[1])  # at most the neighbor_labels columns
     return float(np.mean((neighbors[:, :k] == queries[:, None]).any(axis=1)))
 
 

@@ -1,6 +1,8 @@
 """`retrieval_metrics`: every retrieval and clustering metric of a labelled embedding set in one call.
 
-It runs the neighbour search once (`knn.py`), reduces the neighbour table chunk by chunk with the
+It runs the neighbour search once (`knn.py`), keeps the first columns of the neighbour table on
+request (`retrieval_metrics_and_neighbors`: a projector's nearest-neighbour column and a UMAP graph
+come from the same search), reduces the neighbour table chunk by chunk with the
 pure functions of `retrieval.py`, and adds the clustering scores (`clustering.py`), the full-ranking
 MAP (`average_precision.py`) and the approximate index's recall (`index_recall.py`) on request.
 """
@@ -8,6 +10,7 @@ MAP (`average_precision.py`) and the approximate index's recall (`index_recall.p
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,11 +20,11 @@ from .average_precision import mean_average_precision
 from .clustering import ami, kmeans_assignment, nmi
 from .index_recall import index_recall_rows, neighbor_recall
 from .indexes import resolve_index
-from .inputs import METRICS, l2_normalized, labelled_sets
+from .inputs import check_int, check_metric, l2_normalized, labelled_sets
 from .knn import knn_search_chunks
 from .retrieval import map_at_r_per_query, r_precision_per_query
 
-__all__ = ["retrieval_metrics"]
+__all__ = ["Neighbors", "retrieval_metrics", "retrieval_metrics_and_neighbors"]
 
 # Neighbour-table elements reduced at once (a few bytes of temporaries each).
 _REDUCE_ELEMENTS = 2**22
@@ -30,16 +33,29 @@ _REDUCE_ELEMENTS = 2**22
 def _check_ks(ks: Any, available: int) -> tuple[int, ...]:
     if isinstance(ks, (int, str)) or not isinstance(ks, Sequence) or len(ks) == 0:
         raise TypeError(f"ks must be a non-empty sequence of ints, got {ks!r}")
-    for k in ks:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available:
-            raise ValueError(f"ks must hold ints in [1, {available}] (neighbours available), got {k!r}")
-    return tuple(dict.fromkeys(int(k) for k in ks))
+    # At most `available` neighbours exist (N - 1 in leave-one-out, where the query is not its own neighbour).
+    return tuple(dict.fromkeys(check_int(k, "each of ks", 1, available) for k in ks))
 
 
 def _check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return bool(value)
+
+
+@dataclass(frozen=True)
+class Neighbors:
+    """The first columns of every query's neighbour list, as `knn_search` returns them.
+
+    Attributes:
+        distances: (Nq, k) float32: squared L2 distances (metric "l2", ascending) or cosine
+            similarities (metric "cosine", descending).
+        indices: (Nq, k) int64 gallery rows, nearest first (in leave-one-out, never the query itself;
+            -1 where an approximate index found fewer).
+    """
+
+    distances: np.ndarray
+    indices: np.ndarray
 
 
 def _neighbor_metrics(
@@ -49,16 +65,21 @@ def _neighbor_metrics(
     num_relevant: np.ndarray,
     ks: tuple[int, ...],
     keep_rows: np.ndarray,
-) -> tuple[dict[str, float], dict[int, np.ndarray]]:
+    nearest: int,
+) -> tuple[dict[str, float], dict[int, np.ndarray], Neighbors]:
     """Average every neighbour metric over the answerable queries, chunk by chunk.
 
-    Returns the averages and the neighbour indices of the rows `keep_rows` (for `index_recall`).
+    Returns the averages (NaN when no query is answerable), the neighbour indices of the rows
+    `keep_rows` (for `index_recall`), and the first `nearest` neighbours of every query.
     """
     names = [f"recall_at_{k}" for k in ks] + ["precision_at_1", "r_precision", "map_at_r"]
     totals = dict.fromkeys(names, 0.0)
     kept: dict[int, np.ndarray] = {}
     answerable = num_relevant > 0
-    for start, _, indices in chunks:
+    first = Neighbors(np.empty((len(query_codes), nearest), np.float32), np.empty((len(query_codes), nearest), np.int64))
+    for start, distances, indices in chunks:
+        first.distances[start : start + len(indices)] = distances[:, :nearest]
+        first.indices[start : start + len(indices)] = indices[:, :nearest]
         for row in keep_rows[(keep_rows >= start) & (keep_rows < start + len(indices))]:
             kept[int(row)] = indices[row - start].copy()
         step = max(1, _REDUCE_ELEMENTS // indices.shape[1])
@@ -77,10 +98,24 @@ def _neighbor_metrics(
             totals["r_precision"] += float(r_precision_per_query(hits, r).sum())
             totals["map_at_r"] += float(map_at_r_per_query(hits, r).sum())
     count = int(answerable.sum())
-    return {name: total / count for name, total in totals.items()}, kept
+    return {name: total / count if count else float("nan") for name, total in totals.items()}, kept, first
 
 
-def retrieval_metrics(
+def retrieval_metrics(embeddings: ArrayLike, labels: ArrayLike, **options: Any) -> dict[str, float]:
+    """Recall@K, Precision@1, R-Precision, MAP@R, NMI, AMI (and optionally MAP) of labelled embeddings.
+
+    The same as `retrieval_metrics_and_neighbors(embeddings, labels, **options)[0]`; see there for
+    the arguments, definitions and how they compare with pytorch-metric-learning.
+
+    Example:
+        >>> x = np.array([[0.0], [1.0], [5.0], [6.0]])
+        >>> retrieval_metrics(x, np.array([0, 0, 1, 1]), ks=(1,))["recall_at_1"]
+        1.0
+    """
+    return retrieval_metrics_and_neighbors(embeddings, labels, **options)[0]
+
+
+def retrieval_metrics_and_neighbors(
     embeddings: ArrayLike,
     labels: ArrayLike,
     *,
@@ -93,8 +128,12 @@ def retrieval_metrics(
     clustering: bool = True,
     index_recall: bool = False,
     seed: int = 0,
-) -> dict[str, float]:
-    """Recall@K, Precision@1, R-Precision, MAP@R, NMI, AMI (and optionally MAP) of labelled embeddings.
+    nearest: int = 0,
+) -> tuple[dict[str, float], Neighbors]:
+    """Every retrieval and clustering metric, and each query's `nearest` neighbours from the same search.
+
+    The neighbours are what a projector export (each point's nearest neighbour) or a UMAP graph
+    needs, so one evaluation searches once.
 
     Without `query_embeddings`, every item is a query against all the others (leave-one-out: its
     own row is excluded by index, exact duplicates stay neighbours); with them, the queries search
@@ -140,22 +179,24 @@ def retrieval_metrics(
             seeded sample of at most 1,000 queries. Not reported for an exact index.
         seed: seed of the k-means, the IVF training sample, the `index_recall` sample and the exact
             search's threshold sample (which changes its speed, never its result).
+        nearest: how many neighbours of every query to return, in [0, neighbours available].
 
     Returns:
-        {"recall_at_{k}" for each k, "precision_at_1", "r_precision", "map_at_r"} then "map" (if
-        `full_map`), "nmi" and "ami" (if `clustering`), "index_recall" (if asked for and the index is
-        approximate), as Python floats.
+        (metrics, neighbors): {"recall_at_{k}" for each k, "precision_at_1", "r_precision",
+        "map_at_r"} then "map" (if `full_map`), "nmi" and "ami" (if `clustering`), "index_recall" (if
+        asked for and the index is approximate), as Python floats; and the first `nearest` columns
+        of the neighbour table.
 
     Raises:
         TypeError/ValueError: naming the argument, on bad shapes, dtypes, lengths, ks, index or flags.
 
     Example:
         >>> x = np.array([[0.0], [1.0], [5.0], [6.0]])
-        >>> retrieval_metrics(x, np.array([0, 0, 1, 1]), ks=(1,))["recall_at_1"]
-        1.0
+        >>> metrics, neighbors = retrieval_metrics_and_neighbors(x, np.array([0, 0, 1, 1]), ks=(1,), nearest=1)
+        >>> metrics["recall_at_1"], neighbors.indices[:, 0].tolist()
+        (1.0, [1, 0, 3, 2])
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    metric = check_metric(metric)
     gallery, gallery_labels, queries, query_label_array, leave_one_out = labelled_sets(
         embeddings, labels, query_embeddings, query_labels
     )
@@ -166,8 +207,8 @@ def retrieval_metrics(
     kind = resolve_index(index, gallery.shape[0])
     full_map, clustering = _check_flag(full_map, "full_map"), _check_flag(clustering, "clustering")
     index_recall = _check_flag(index_recall, "index_recall")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = check_int(seed, "seed")
+    nearest = check_int(nearest, "nearest", 0, gallery.shape[0] - int(leave_one_out))
 
     # Labels as class codes 0..C-1 (queries whose label is not in the gallery: -2, matching nothing).
     classes, gallery_codes, counts = np.unique(gallery_labels, return_inverse=True, return_counts=True)
@@ -179,15 +220,18 @@ def retrieval_metrics(
     names = [f"recall_at_{k}" for k in ks] + ["precision_at_1", "r_precision", "map_at_r"]
     result = dict.fromkeys(names, float("nan"))
     recall_rows, kept = np.empty(0, dtype=np.int64), {}
+    neighbors = Neighbors(np.empty((queries.shape[0], 0), np.float32), np.empty((queries.shape[0], 0), np.int64))
     if index_recall and approximate:
         recall_rows = index_recall_rows(queries.shape[0], int(seed))
-    if (num_relevant > 0).any():
+    if (num_relevant > 0).any() or nearest:
         # R-Precision and MAP@R read the first R neighbours, Recall@K the first K.
-        k = max(max(ks), int(num_relevant.max()))
+        k = max(max(ks), int(num_relevant.max()), nearest)
         _, chunks = knn_search_chunks(
             queries, None if leave_one_out else gallery, k=k, metric=metric, index=kind, seed=int(seed)
         )
-        averages, kept = _neighbor_metrics(chunks, gallery_codes, query_codes, num_relevant, ks, recall_rows)
+        averages, kept, neighbors = _neighbor_metrics(
+            chunks, gallery_codes, query_codes, num_relevant, ks, recall_rows, nearest
+        )
         result.update(averages)
     if full_map:
         result["map"] = mean_average_precision(
@@ -203,4 +247,4 @@ def retrieval_metrics(
         result["index_recall"] = (
             neighbor_recall(kept, queries, None if leave_one_out else gallery, metric) if kept else float("nan")
         )
-    return result
+    return result, neighbors

@@ -4,7 +4,7 @@
 row's exact nearest neighbours with `knn_search` (the project's one FAISS boundary) and hands that
 graph to umap-learn, which then only builds the fuzzy graph and optimises the layout. It returns
 coordinates and the rows they belong to, so a benchmark can compute many projections and draw them
-in a grid later; drawing lives in `plots.py`.
+in a grid later; drawing lives in `plot_drawing.py`, writing the PNGs in `plot_writers.py`.
 
 Compile time: numba compiling, not fitting, dominates a first UMAP fit in a fresh process. The exact
 kNN graph (also exact above 4,096 points, where umap-learn would switch to approximate NN-descent)
@@ -26,13 +26,17 @@ import warnings
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .inputs import METRICS, check_int, to_float32_matrix, to_int_labels
+from .inputs import check_metric, check_int, to_float32_matrix, to_int_labels
 from .knn import knn_search
+from .retrieval_suite import Neighbors
 
-__all__ = ["UMAP_NEIGHBORS", "sample_rows", "umap_2d"]
+__all__ = ["UMAP_EPOCHS", "UMAP_NEIGHBORS", "sample_rows", "umap_2d"]
 
 # umap-learn's default neighbourhood size.
 UMAP_NEIGHBORS = 15
+# Layout epochs: umap-learn's default above 10,000 points, used at every size. Its 500 for smaller sets
+# made the layout of a 10,000-point sample 60% of a whole evaluation; a map for looking at, not a metric.
+UMAP_EPOCHS = 200
 # The fewest rows a projection is computed on: umap-learn's spectral initialisation fails on 3.
 _MIN_POINTS = 4
 
@@ -101,13 +105,28 @@ def _enable_numba_disk_cache() -> None:
     _disk_cache_enabled = True
 
 
-def _knn_graph(x: np.ndarray, metric: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k nearest rows, itself included, with umap-learn's distances for `metric`."""
-    scores, indices = knn_search(x, x, k=k, metric=metric)
+def _knn_graph(x: np.ndarray, metric: str, k: int, neighbors: Neighbors | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k nearest rows, itself included, with umap-learn's distances for `metric`.
+
+    From `neighbors` (each row's leave-one-out neighbours from the metrics' search) when they are
+    exact and cover k - 1 others: the row itself (distance 0) comes first, then those.
+    """
+    usable = neighbors is not None and neighbors.indices.shape == (x.shape[0], neighbors.indices.shape[1])
+    if usable and neighbors.indices.shape[1] >= k - 1 and (neighbors.indices[:, : k - 1] >= 0).all():
+        own = np.arange(x.shape[0])[:, None]
+        indices = np.concatenate([own, neighbors.indices[:, : k - 1]], axis=1)
+        own_score = np.ones if metric == "cosine" else np.zeros  # set to distance 0 below
+        scores = np.concatenate([own_score((x.shape[0], 1), np.float32), neighbors.distances[:, : k - 1]], axis=1)
+    else:
+        scores, indices = knn_search(x, x, k=k, metric=metric)
     if metric == "cosine":
         distances = 1.0 - scores  # umap-learn's cosine distance; 0 to 2
     else:
         distances = np.sqrt(np.maximum(scores, 0.0))  # FAISS returns squared L2
+    # A row's distance to itself is 0 exactly, as in umap-learn's own search. Float rounding in the
+    # search leaves ~1e-3 there, which umap-learn would take as the distance to the nearest neighbour
+    # (its `rho`, the first non-zero distance) and so connect the row far too weakly to the others.
+    distances[indices == np.arange(x.shape[0])[:, None]] = 0.0
     return indices, np.maximum(distances, 0.0).astype(np.float32)
 
 
@@ -118,12 +137,15 @@ def umap_2d(
     seed: int = 0,
     max_points: int = 10_000,
     labels: ArrayLike | None = None,
+    neighbors: Neighbors | None = None,
+    epochs: int = UMAP_EPOCHS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded 2-D UMAP projection of at most `max_points` rows of an embedding.
 
     Above `max_points` rows, `sample_rows(N, max_points, seed, labels)` picks the rows: stratified by
     class when `labels` are given, uniform otherwise. UMAP runs with umap-learn's defaults
-    (15 neighbours, min_dist 0.1, spectral initialisation) on the exact kNN graph of the kept rows,
+    (15 neighbours, min_dist 0.1, spectral initialisation) but `epochs` layout epochs, on the exact
+    kNN graph of the kept rows,
     with `random_state=seed` and one thread, so the same input and seed give the same coordinates.
 
     Args:
@@ -132,6 +154,10 @@ def umap_2d(
         seed: seed of the row sample and of UMAP, >= 0.
         max_points: most rows to project, >= 3.
         labels: optional (N,) integer labels, used only to stratify the sample.
+        neighbors: optional leave-one-out neighbours of all N rows from an earlier exact search
+            (`retrieval_metrics_and_neighbors(..., nearest=UMAP_NEIGHBORS - 1)`); used instead of a new
+            search when every row is projected.
+        epochs: layout epochs, >= 1; the default `UMAP_EPOCHS` is umap-learn's own above 10,000 points.
 
     Returns:
         (coords, kept_rows): (M, 2) float32 coordinates of rows `kept_rows` ((M,) int64, ascending),
@@ -141,19 +167,21 @@ def umap_2d(
         TypeError: if embeddings/labels are not numeric/integer, or seed/max_points not ints.
         ValueError: on bad shapes, NaN/Inf, fewer than 3 rows, an unknown metric or out-of-range ints.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    metric = check_metric(metric)
     x = to_float32_matrix(embeddings, "embeddings")
     if x.shape[0] < _MIN_POINTS:
         raise ValueError(f"embeddings must have at least {_MIN_POINTS} rows for UMAP, got {x.shape[0]}")
     label_array = None if labels is None else to_int_labels(labels, "labels", x.shape[0], "embeddings rows")
     seed = check_int(seed, "seed", 0)
     max_points = check_int(max_points, "max_points", _MIN_POINTS)
+    epochs = check_int(epochs, "epochs", 1)
 
     kept = sample_rows(x.shape[0], max_points, seed, label_array)
+    if kept.size < x.shape[0]:
+        neighbors = None  # a sample's neighbours are other rows than the full set's
     x = x[kept]
     k = min(UMAP_NEIGHBORS, x.shape[0] - 1)
-    knn_indices, knn_distances = _knn_graph(x, metric, k)
+    knn_indices, knn_distances = _knn_graph(x, metric, k, neighbors)
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Tensorflow not installed", category=ImportWarning)
@@ -164,6 +192,7 @@ def umap_2d(
         n_components=2,
         n_neighbors=k,
         metric="cosine" if metric == "cosine" else "euclidean",
+        n_epochs=epochs,
         random_state=seed,
         n_jobs=1,
         precomputed_knn=(knn_indices, knn_distances),

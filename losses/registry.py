@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
+
+from metricbench.typed_config import config_from_dict
 
 from .base import EmbeddingLoss
 
@@ -47,16 +48,20 @@ def loss_class(name: str) -> type[EmbeddingLoss]:
     return _LOSSES[name]
 
 
-def make_config(config_cls: type, options: dict[str, Any], *, owner: str) -> Any:
-    """Build a frozen config dataclass from `options`; unknown keys raise, listing the valid ones."""
-    valid = [f.name for f in dataclasses.fields(config_cls)]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for {owner}; "
-            f"valid options: {', '.join(valid) or '(none)'}"
-        )
-    return config_cls(**options)
+def make_config(config_cls: type, options: Mapping[str, Any], *, owner: str, prefix: str = "") -> Any:
+    """Build a frozen config dataclass from `options`, typed like every other config value.
+
+    Args:
+        config_cls: the loss's config dataclass.
+        options: option name -> value (ints are accepted for floats, lists for tuples).
+        owner: names the loss in messages, e.g. `loss 'arcface'`.
+        prefix: dotted key of `options` in the experiment config (`loss.options`), named in type errors.
+
+    Raises:
+        ValueError: unknown option (listing the valid ones) or a value out of range.
+        InputTypeError: a value of the wrong type: `loss.options.margin must be float, got 'abc'`.
+    """
+    return config_from_dict(config_cls, options, prefix=prefix, owner=owner)
 
 
 def build_loss(name: str, *, num_classes: int, embedding_dim: int, **options: Any) -> EmbeddingLoss:
@@ -71,6 +76,7 @@ def build_loss(name: str, *, num_classes: int, embedding_dim: int, **options: An
 
     Raises:
         ValueError: unknown name or option, or an option out of range.
+        InputTypeError: an option of the wrong type (a TypeError).
 
     Example:
         >>> loss_fn = build_loss("softmax", num_classes=10, embedding_dim=64)

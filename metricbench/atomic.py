@@ -5,7 +5,7 @@ systems), created with `open(..., "xb")` so that it gets the usual umask permiss
 0600); only when every file of a call is complete are they renamed into place with `os.replace`, in the
 order given. Put the file that marks a set complete (a config that refers to the others, a run's
 metrics.json) last, so a reader polling the directory never finds it before the files it vouches for.
-On any error every temporary file is removed and no final path has been touched.
+On any error every temporary file is removed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
-__all__ = ["Content", "atomic_write", "write_files_atomically", "write_json", "write_text"]
+__all__ = ["Content", "atomic_write", "json_text", "write_files_atomically", "write_json", "write_text"]
 
 Content = Union[bytes, Callable[[BinaryIO], object]]  # the data, or a function that writes it to a binary file
 
@@ -47,18 +47,20 @@ def write_files_atomically(files: Mapping[str | os.PathLike, Content]) -> None:
 
     Raises:
         Whatever writing raises (OSError, or an error from a writer function); all temporary files
-        are removed first and no final path has been touched.
+        are removed first and no final path has been touched. Should a rename itself fail (rare: the
+        directory vanished or became read-only meanwhile), the files renamed before it stay, the rest
+        are removed, and the file meant to mark the set complete (the last) is not there.
     """
     temps: list[tuple[Path, Path]] = []
     try:
         for path, content in files.items():
             temps.append((_write_temp(Path(path), content), Path(path)))
+        for temp, path in temps:
+            os.replace(temp, path)
     except BaseException:
         for temp, _ in temps:
             temp.unlink(missing_ok=True)
         raise
-    for temp, path in temps:
-        os.replace(temp, path)
 
 
 def atomic_write(path: str | os.PathLike, content: Content) -> None:
@@ -82,6 +84,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def json_text(obj: Any) -> str:
+    """`obj` as indented, key-sorted, strictly valid JSON: NaN and ±inf (undefined metrics) become null."""
+    return json.dumps(_json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Write `obj` as indented, key-sorted, strictly valid JSON (NaN and ±inf become null), atomically."""
-    write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """Write `json_text(obj)` atomically."""
+    write_text(path, json_text(obj))

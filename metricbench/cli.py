@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .errors import InputTypeError
+from .output_dir import check_out_dir
+
 __all__ = ["main"]
 
 # Shorthand flags of `train`, each the same as one `--set` override.
@@ -180,13 +183,17 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError("--resume continues with the run's saved config; drop --config, --set and shorthand flags")
         config = None
     else:
-        config = load_config(args.config, overrides)
+        config = load_config(args.config, overrides, what="--config")
+        if not args.out.exists():  # an existing --out is train_run's to refuse or replace
+            check_out_dir(args.out)
     metrics = train_run(config, args.out, resume=args.resume, overwrite=args.overwrite,
                         stop_after_epochs=args.stop_after_epochs, progress=not args.no_progress)
     if not metrics:  # under torchrun, ranks other than 0 report nothing
         return 0
     if metrics["test"]:
-        print(json.dumps(metrics["test"], indent=2))
+        from .atomic import json_text
+
+        print(json_text(metrics["test"]), end="")
         print(f"run written to {args.out}")
     else:
         print(f"stopped after epoch {metrics['stopped_after_epoch']}; continue with --resume --out {args.out}")
@@ -194,44 +201,55 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from .atomic import json_text, write_json
     from .config import EvalConfig
-    from .atomic import write_json
-    from .report import evaluate_embeddings, write_evaluation
+    from .evaluation import check_evaluable, evaluate, write_evaluation
+    from .output_dir import check_out_dir, make_out_dir
+    from .run_dir import RunDir
 
     if (args.run is None) == (args.embeddings is None):
         raise ValueError("give either a run directory or --embeddings, not both and not neither")
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"--out {str(args.out)!r} already exists; pass --overwrite to write into it")
+    if args.out is not None:
+        if args.out.exists() and not args.overwrite:
+            raise FileExistsError(f"--out {str(args.out)!r} already exists; pass --overwrite to write into it")
+        check_out_dir(args.out)
     options = {k: v for k, v in (("metric", args.metric), ("ks", tuple(args.ks) if args.ks else None)) if v is not None}
     options.update(full_map=args.full_map, plots=not args.no_plots)
+    images, rows, split, seed = None, None, None, 0
     if args.run is not None:
-        from .run import evaluate_rows, load_run
+        from .run import load_run
 
         run = load_run(args.run, device=args.device)
-        config = dataclasses.replace(run.config, eval=dataclasses.replace(run.config.eval, **options))
-        metrics = evaluate_rows(run.model, run.data, getattr(run.split, args.split), config, device=run.device,
-                                out_dir=args.out, split_name=args.split)
+        config = dataclasses.replace(run.config.eval, **options)
+        rows, split, seed = getattr(run.split, args.split), args.split, run.config.seed
+        labels, class_names = run.data.y[rows], run.data.class_names
+        check_evaluable(labels, config.ks, labels_name=f"the run's {args.split} split", ks_name="--ks")
+        embeddings = run.embed(rows)
+        images = run.data.x[rows] if run.data.kind == "image" else None
     else:
         from .embedding_files import load_embeddings
 
         data = load_embeddings(args.embeddings, args.labels, label_column=args.label_column)
-        ev = EvalConfig(**options)
-        if args.out is None:
-            metrics, _ = evaluate_embeddings(data.x, data.y, metric=ev.metric, ks=ev.ks, full_map=ev.full_map)
-        else:
-            metrics = write_evaluation(args.out, data.x, data.y, class_names=data.class_names, metric=ev.metric,
-                                       ks=ev.ks, full_map=ev.full_map, plots=ev.plots)
+        config = EvalConfig(**options)
+        embeddings, labels, class_names = data.x, data.y, data.class_names
+        labels_name = "--labels" if args.labels is not None else f"the labels of --embeddings {str(args.embeddings)!r}"
+        check_evaluable(labels, config.ks, labels_name=labels_name, ks_name="--ks")
+    evaluation = evaluate(embeddings, labels, config)  # everything is computed before anything is written
     if args.out is not None:
-        write_json(metrics, args.out / "metrics.json")
-    print(json.dumps(metrics, indent=2))
+        make_out_dir(args.out, exist_ok=True)
+        write_evaluation(args.out, evaluation, config, class_names=class_names, images=images, rows=rows, split=split,
+                         seed=seed)
+        write_json(evaluation.metrics, RunDir(args.out).metrics)
+    print(json_text(evaluation.metrics), end="")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from .run import export_rows, load_run
 
-    run = load_run(args.run, device=args.device)
     out = args.out or args.run / f"export-{args.split}"
+    check_out_dir(out)
+    run = load_run(args.run, device=args.device)
     paths = export_rows(run.model, run.data, getattr(run.split, args.split), out, device=run.device,
                         metric=run.config.eval.metric, split_name=args.split)
     for path in paths.values():
@@ -271,7 +289,10 @@ def _spec(args: argparse.Namespace, shorthands: dict[str, object]) -> tuple:
     overrides = list(args.overrides) + [f"{key}={json.dumps(value)}" for key, value in shorthands.items()
                                         if value is not None]
     spec = load_spec(args.spec, overrides)
-    return spec, args.out or Path("results") / spec.name, args.runs or Path("runs/bench") / spec.name
+    out, runs = args.out or Path("results") / spec.name, args.runs or Path("runs/bench") / spec.name
+    check_out_dir(out, flag="--out")
+    check_out_dir(runs, flag="--runs")
+    return spec, out, runs
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -314,15 +335,26 @@ _COMMANDS = {"train": _train, "eval": _eval, "export": _export, "datasets": _dat
              "bench": _bench, "tune": _tune}
 
 
+def _import(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (module == err.name or module.startswith(f"{err.name}.")):
+            raise  # the module exists but one of its own imports is missing: its traceback says which
+        raise ValueError(f"--import {module!r}: no module named {err.name!r} (is it on sys.path?)") from err
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    for module in getattr(args, "imports", []):
-        importlib.import_module(module)
     try:
+        for module in getattr(args, "imports", []):
+            _import(module)
         return _COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
+    # Bad input, not a bug: one line and exit 2. A plain TypeError is a bug and keeps its traceback (exit 1);
+    # wrong types in the user's input raise InputTypeError.
+    except (ValueError, InputTypeError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
         print(f"metricbench {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

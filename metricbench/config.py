@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import tomli_w
 
+from .atomic import atomic_write
 from .models import ModelConfig
+from .typed_config import config_from_dict, read_toml
 
 __all__ = [
     "DataConfig",
@@ -40,7 +38,8 @@ class DataConfig:
     """Which data and how it is split.
 
     Attributes:
-        dataset: `mnist5k`, `digits`, `npz:PATH`, `idx:DIR`, `folder:DIR`, `csv:PATH` or `parquet:PATH`.
+        dataset: `mnist5k`, `digits`, `npz:PATH`, `idx:DIR`, `folder:DIR`, `csv:PATH` or `parquet:PATH`;
+            a relative PATH/DIR is made absolute (from the working directory) when the config is built.
         protocol: `closed` (same classes in train/val/test) or `open` (test classes unseen in training).
         val_fraction: share of the (training classes') samples held out for validation.
         test_fraction: share held out for test (closed protocol only).
@@ -64,6 +63,19 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.holdout not in ("test", "validation"):
             raise ValueError(f"data.holdout must be test or validation; got {self.holdout!r}")
+        # The saved config names the same files from any working directory (eval/export of a run elsewhere).
+        object.__setattr__(self, "dataset", _absolute_dataset(self.dataset))
+
+
+def _absolute_dataset(spec: str) -> str:
+    """`npz:rel/x.npz` → `npz:/cwd/rel/x.npz` (after `~` expansion); built-in names are returned unchanged."""
+    from .data import available_datasets
+
+    prefix, colon, rest = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    file_formats = {row["name"].partition(":")[0] for row in available_datasets() if ":" in row["name"]}
+    if not (colon and rest and prefix in file_formats):
+        return spec
+    return f"{prefix}:{os.path.abspath(os.path.expanduser(rest))}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,14 @@ class LossSpec:
 
     name: str = "softmax"
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A registered loss's options are typed and range-checked now, named `loss.options.<key>`, before
+        # anything runs; `pml:` options are PML's own keyword arguments, checked when the loss is built.
+        if not self.name.startswith("pml:"):
+            from metricbench.losses.registry import loss_class, make_config
+
+            make_config(loss_class(self.name).Config, self.options, owner=f"loss {self.name!r}", prefix="loss.options")
 
 
 @dataclass(frozen=True)
@@ -183,53 +203,6 @@ class ExperimentConfig:
     seed: int = 0
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check `value` against a type hint; accept ints for floats and lists for tuples."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except (TypeError, ValueError) as err:
-                errors.append(err)
-        raise errors[0]
-    if dataclasses.is_dataclass(hint):
-        return config_from_dict(hint, value, prefix=key)
-    if hint is Any:
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{key} must be a list, got {value!r}")
-        item = args[0]
-        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin is dict or hint is dict:
-        if not isinstance(value, Mapping):
-            raise TypeError(f"{key} must be a table, got {value!r}")
-        return dict(value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
-        raise TypeError(f"{key} must be {hint.__name__}, got {value!r}")
-    return value
-
-
-def config_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
-    """Build config dataclass `cls` from a nested mapping; unknown keys raise, naming the valid ones."""
-    if not isinstance(data, Mapping):
-        raise TypeError(f"{prefix or 'config'} must be a table, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ValueError(f"unknown config key(s) {', '.join(where + u for u in unknown)}; valid: {', '.join(where + n for n in names)}")
-    values = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
-    return cls(**values)
-
-
 def _drop_none(value: Any) -> Any:
     # TOML has no null: an unset optional is written as an absent key (its default is None).
     if isinstance(value, dict):
@@ -268,17 +241,21 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[leaf] = value
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Defaults ← TOML file (if any) ← `KEY=VALUE` overrides, validated."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from err
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (), *,
+                what: str = "config file") -> ExperimentConfig:
+    """Defaults ← TOML file (if any) ← `KEY=VALUE` overrides, validated.
+
+    Args:
+        path: the TOML file, or None for the defaults.
+        overrides: `a.b=c` assignments (see `apply_override`).
+        what: how messages name `path` (the CLI passes `--config`).
+
+    Raises:
+        FileNotFoundError: nothing at `path`.
+        ValueError: `path` is a directory or not TOML; an unknown key or a value out of range.
+        InputTypeError: a value of the wrong type (a TypeError).
+    """
+    data: dict[str, Any] = read_toml(path, what=what) if path is not None else {}
     for assignment in overrides:
         apply_override(data, assignment)
     return config_from_dict(ExperimentConfig, data)
@@ -286,7 +263,5 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
 
 def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as TOML, atomically."""
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tomli_w.dump(config_to_dict(config), tmp)
-    os.replace(tmp.name, path)
+    data = config_to_dict(config)
+    atomic_write(path, lambda f: tomli_w.dump(data, f))

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .data import Dataset, make_dataset
+from .data.numpy_files import read_array, read_arrays
 from .data.table import read_table
 
 __all__ = ["load_embeddings"]
-
-_NPZ_KEYS = (("embeddings", "labels"), ("x", "y"))
-
-
-def _read_array(path: Path, what: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{what} {str(path)!r} cannot be read as .npy: {error}") from error
 
 
 def load_embeddings(embeddings: str | os.PathLike, labels: str | os.PathLike | None = None, *,
@@ -30,33 +21,38 @@ def load_embeddings(embeddings: str | os.PathLike, labels: str | os.PathLike | N
     Args:
         embeddings: `.npy` (then `labels` is a `.npy` too), `.npz` (arrays `embeddings` + `labels`, or `x` + `y`),
             or `.parquet` / `.csv` (numeric feature columns plus `label_column`).
-        labels: the labels' `.npy` file, when `embeddings` is a `.npy`.
+        labels: the labels' `.npy` file, when `embeddings` is a `.npy` (and only then).
         label_column: label column of a table.
 
     Returns:
         A `Dataset` whose `x` are the embeddings (checked: 2-D, finite, at least 2 classes, one label per row).
+
+    Raises:
+        FileNotFoundError: A file does not exist.
+        ValueError: A file is empty, damaged or of the wrong kind, `labels` is missing or given where it does not
+            apply, or the arrays are invalid. Messages name the argument (`--embeddings`, `--labels`).
+        InputTypeError: The embeddings are not numeric, or the labels are not mutually comparable.
     """
     path = Path(embeddings)
-    if not path.is_file():
-        raise FileNotFoundError(f"--embeddings file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".csv"):
-        x, y = read_table(path, suffix[1:], label_column=label_column)
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            keys = next((pair for pair in _NPZ_KEYS if set(pair) <= set(archive.files)), None)
-            if keys is None:
-                raise ValueError(f"--embeddings {str(path)!r} must hold arrays 'embeddings' and 'labels' (or 'x' and 'y'); "
-                                 f"found {', '.join(archive.files) or 'none'}")
-            x, y = archive[keys[0]], archive[keys[1]]
-    elif suffix == ".npy":
-        if labels is None:
-            raise ValueError("--labels is required with a .npy --embeddings file")
-        if not Path(labels).is_file():
-            raise FileNotFoundError(f"--labels file {str(labels)!r} does not exist")
-        x, y = _read_array(path, "--embeddings"), _read_array(Path(labels), "--labels")
-    else:
+    if suffix not in (".npy", ".npz", ".parquet", ".csv"):
         raise ValueError(f"--embeddings must be .npy, .npz, .parquet or .csv, got {str(path)!r}")
+    if suffix == ".npy" and labels is None:
+        raise ValueError("--labels is required with a .npy --embeddings file")
+    if suffix != ".npy" and labels is not None:
+        raise ValueError(f"--labels applies only to a .npy --embeddings file; {str(path)!r} holds its own labels")
+    if suffix == ".npy":
+        x, y = read_array(path, what="--embeddings"), read_array(labels, what="--labels")
+        names = ("--embeddings", "--labels")
+    elif suffix == ".npz":
+        arrays = read_arrays(path, what="--embeddings", required=("embeddings", "labels"), alternatives=(("x", "y"),))
+        (x_key, x), (y_key, y) = arrays.items()
+        names = (f"--embeddings array {x_key!r}", f"--embeddings array {y_key!r}")
+    else:
+        if not path.exists():
+            raise FileNotFoundError(f"--embeddings {str(path)!r} does not exist")
+        x, y = read_table(path, suffix[1:], label_column=label_column)
+        names = ("--embeddings features", f"--embeddings label column {label_column!r}")
     if np.ndim(x) != 2:
-        raise ValueError(f"embeddings must have shape (N, D), got {np.shape(x)} from {str(path)!r}")
-    return make_dataset(path.stem, x, y)
+        raise ValueError(f"{names[0]} must have shape (N, D), got {np.shape(x)} from {str(path)!r}")
+    return make_dataset(path.stem, x, y, names=names)

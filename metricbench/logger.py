@@ -8,13 +8,15 @@ from typing import Mapping
 
 from torch.utils.tensorboard import SummaryWriter
 
+from .run_dir import RunDir
+
 __all__ = ["RunLogger"]
 
 _FIELDS = ["step", "epoch", "name", "value"]
 
 
 class RunLogger:
-    """Append scalars to `<run>/log.csv` and `<run>/tensorboard/`.
+    """Append scalars to the run's CSV log and TensorBoard events (`RunDir.log_csv`, `RunDir.tensorboard`).
 
     Args:
         run_dir: the run directory.
@@ -23,7 +25,8 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: str | Path, resume_step: int | None = None) -> None:
-        self.csv_path = Path(run_dir) / "log.csv"
+        paths = RunDir(run_dir)
+        self.csv_path = paths.log_csv
         if resume_step is not None and self.csv_path.exists():
             with self.csv_path.open(newline="") as f:
                 kept = [row for row in csv.DictReader(f) if int(row["step"]) <= resume_step]
@@ -37,7 +40,7 @@ class RunLogger:
         if is_new:
             self._csv.writeheader()
         purge = resume_step + 1 if resume_step is not None else None
-        self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge)
+        self._tb = SummaryWriter(str(paths.tensorboard), purge_step=purge)
 
     def log(self, step: int, epoch: int, scalars: Mapping[str, float]) -> None:
         for name, value in scalars.items():

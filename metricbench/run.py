@@ -1,19 +1,13 @@
 """A training run on disk: data → split → model + loss → trainer → evaluation → export.
 
-Layout of a run directory:
-    config.toml      resolved config (re-run with `metricbench train --config config.toml`)
-    split.npz        the train/val/test row indices
-    checkpoint.pt    model, loss state, optimizer, schedule; rewritten atomically every epoch
-    log.csv          scalars (step, epoch, name, value); tensorboard/ holds the same for TensorBoard
-    metrics.json     test retrieval metrics and distance summary, validation history, timing (written last)
-    class_stats.csv  per test class: size, spread around its centroid, nearest other class, margin
-    export/          Embedding Projector files of the test embeddings (vectors, metadata, config, sprite)
-    plots/           UMAP of the test embeddings, intra- vs inter-class distances, class margins
+The run directory's layout is `metricbench.run_dir.RunDir`'s; evaluating the test embeddings is
+`metricbench.evaluation`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -25,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metricbench.eval import export_projector, retrieval_metrics
+from metricbench.eval import export_projector, knn_search, retrieval_metrics
 from metricbench.losses import EmbeddingLoss, build_loss
 
 from .atomic import write_json
@@ -35,13 +29,13 @@ from .data import Dataset, Split, load_dataset, load_split, make_split, save_spl
 from .distributed import DistributedContext, all_gather_rows, current_context, process_group, run_on_main
 from .logger import RunLogger
 from .models import EmbeddingNet, build_model
-from .report import evaluate_embeddings, projector_metadata, write_evaluation
+from .evaluation import check_evaluable, evaluate, projector_metadata, write_evaluation
+from .output_dir import make_out_dir
+from .run_dir import RunDir
 from .sampling import rank_share
 from .trainer import Trainer, embed, resolve_device
 
-__all__ = ["LoadedRun", "evaluate_rows", "export_rows", "load_run", "train_run"]
-
-CONFIG, SPLIT, CHECKPOINT, METRICS = "config.toml", "split.npz", "checkpoint.pt", "metrics.json"
+__all__ = ["LoadedRun", "export_rows", "load_run", "train_run"]
 
 
 def _load_data(config: ExperimentConfig) -> Dataset:
@@ -59,12 +53,17 @@ def _input_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
-def _saved_split(run_dir: Path, data: Dataset) -> Split:
-    split = load_split(run_dir / SPLIT)
+def _saved_split(run: RunDir, data: Dataset) -> Split:
+    """The run's split, refused when the data is no longer what the run was made from."""
+    split = load_split(run.split)
     rows = len(split.train) + len(split.val) + len(split.test)
     if rows != len(data):
-        raise ValueError(f"{str(run_dir / SPLIT)!r} covers {rows} rows but dataset {data.name!r} now has {len(data)}; "
+        raise ValueError(f"{str(run.split)!r} covers {rows} rows but dataset {data.name!r} now has {len(data)}; "
                          "the data changed since this run was made")
+    if split.fingerprint is not None and split.fingerprint != data.fingerprint:  # None: a run from before fingerprints
+        raise ValueError(f"dataset {data.name!r} changed since this run was made: its fingerprint is now "
+                         f"{data.fingerprint}, {str(run.split)!r} recorded {split.fingerprint} (same {rows} rows, "
+                         "other values, labels or class names); evaluate the run on the data it was trained on")
     return split
 
 
@@ -98,7 +97,7 @@ def _prepare_out(out: Path, *, overwrite: bool) -> None:
         )
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.mkdir(parents=True)
+    make_out_dir(out)  # a parent that is a file or read-only: a ValueError naming --out
 
 
 def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
@@ -123,9 +122,10 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
     """
     out = Path(out)
     if resume:
-        if not (out / CHECKPOINT).is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume in {str(out)!r} (expected {CHECKPOINT})")
-        config = load_config(out / CONFIG)
+        if not RunDir(out).checkpoint.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume in {str(out)!r} (expected "
+                                    f"{RunDir(out).checkpoint.name})")
+        config = load_config(RunDir(out).config)
     elif config is None:
         raise ValueError("config is required unless resume=True")
     with process_group(resolve_device(config.train.device)) as (ranks, device):
@@ -137,25 +137,28 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
 def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedContext, device: torch.device, *,
                         resume: bool, overwrite: bool, stop_after_epochs: int | None, progress: bool) -> dict[str, Any]:
     # Everything that can fail on bad input happens before the run directory is touched.
+    run = RunDir(out)
     data = _load_data(config)
-    full_split = _saved_split(out, data) if resume else make_split(
+    full_split = _saved_split(run, data) if resume else dataclasses.replace(make_split(
         data.y, protocol=config.data.protocol, seed=config.seed,
         val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
-    )
+    ), fingerprint=data.fingerprint)
     split = _rows_used(config, data, full_split)
+    check_evaluable(data.y[split.test], config.eval.ks, labels_name=f"the {len(split.test)} test rows' labels",
+                    ks_name="eval.ks")
     model, loss_fn = _build(config, data, split)
     trainer = Trainer(model, loss_fn, optim=config.optim, train=config.train, labels=data.y[split.train],
                       seed=config.seed, device=device)
     history: list[dict[str, Any]] = []
     if resume:
-        state = load_checkpoint(out / CHECKPOINT, map_location=device)
+        state = load_checkpoint(run.checkpoint, map_location=device)
         trainer.load_state_dict(state)
         history = list(json.loads(state["history"]))
     else:
         def prepare() -> None:
             _prepare_out(out, overwrite=overwrite)
-            save_config(config, out / CONFIG)
-            save_split(full_split, out / SPLIT)
+            save_config(config, run.config)
+            save_split(full_split, run.split)
 
         run_on_main(prepare)  # an existing --out fails every rank, not only rank 0
 
@@ -184,7 +187,7 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
                 log(trainer.step, trainer.epoch, {k.replace("_", "/", 1): v for k, v in record.items() if k != "epoch"})
                 history.append(record)
                 if ranks.is_main:
-                    save_checkpoint({**trainer.state_dict(), "history": json.dumps(history)}, out / CHECKPOINT)
+                    save_checkpoint({**trainer.state_dict(), "history": json.dumps(history)}, run.checkpoint)
                 saved_epoch = trainer.epoch
                 epochs_this_call += 1
         except KeyboardInterrupt:
@@ -200,7 +203,7 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
     test = _evaluate(embeddings, data, split.test, config, out_dir=out, split_name="test", progress=progress)
     metrics = {"test": test, "history": history, "epochs": trainer.epoch, "train_seconds_this_call": round(train_seconds, 3),
                "num_classes": data.num_classes, "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}}
-    write_json(metrics, out / METRICS)
+    write_json(metrics, run.metrics)  # last: a metrics.json marks the run complete
     return metrics
 
 
@@ -219,34 +222,22 @@ def _embed_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, device: to
     return _embed_shared(model, torch.from_numpy(data.x[rows]), device).numpy()
 
 
-def evaluate_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, config: ExperimentConfig, *,
-                  device: torch.device, out_dir: Path | None = None, split_name: str = "test",
-                  progress: bool = True) -> dict[str, Any]:
-    """Leave-one-out retrieval metrics and distance statistics of the given rows (normally the test split).
-
-    With `out_dir`, also write the per-class distance table, the Embedding Projector export (with a
-    sprite for images) and the plots there.
-    """
-    embeddings = _embed_rows(model, data, rows, device)
-    return _evaluate(embeddings, data, rows, config, out_dir=out_dir, split_name=split_name, progress=progress)
-
-
 def _evaluate(embeddings: np.ndarray, data: Dataset, rows: np.ndarray, config: ExperimentConfig, *,
               out_dir: Path | None, split_name: str, progress: bool) -> dict[str, Any]:
-    labels = data.y[rows]
-    ev = config.eval
-    if out_dir is None:
-        return evaluate_embeddings(embeddings, labels, metric=ev.metric, ks=ev.ks, full_map=ev.full_map)[0]
-    return write_evaluation(out_dir, embeddings, labels, class_names=data.class_names, metric=ev.metric, ks=ev.ks,
-                            full_map=ev.full_map, images=data.x[rows] if data.kind == "image" else None, rows=rows,
-                            split=split_name, plots=ev.plots, export=ev.export, seed=config.seed, progress=progress)
+    evaluation = evaluate(embeddings, data.y[rows], config.eval)
+    if out_dir is not None:
+        write_evaluation(out_dir, evaluation, config.eval, class_names=data.class_names,
+                         images=data.x[rows] if data.kind == "image" else None, rows=rows, split=split_name,
+                         seed=config.seed, progress=progress)
+    return evaluation.metrics
 
 
 def export_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, out_dir: Path, *, device: torch.device,
                 metric: str = "l2", split_name: str = "test") -> dict[str, Path]:
     """Embedding Projector files of the given rows: vectors, metadata (class, nearest neighbour), config, sprite."""
     embeddings = _embed_rows(model, data, rows, device)
-    metadata = projector_metadata(embeddings, data.y[rows], data.class_names, metric, rows=rows, split=split_name)
+    _, nearest = knn_search(embeddings, k=1, metric=metric)
+    metadata = projector_metadata(data.y[rows], nearest[:, 0], data.class_names, rows=rows, split=split_name)
     return export_projector(out_dir, embeddings, metadata, images=data.x[rows] if data.kind == "image" else None)
 
 
@@ -260,16 +251,20 @@ class LoadedRun:
     model: EmbeddingNet
     device: torch.device
 
+    def embed(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), D) embeddings of the data's `rows`, in order."""
+        return _embed_rows(self.model, self.data, rows, self.device)
+
 
 def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
     """Rebuild a run's model from its directory (config, split, checkpoint; `weights_only` load)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).is_file():
-        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no {CONFIG})")
-    config = load_config(run_dir / CONFIG)
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise FileNotFoundError(f"{str(run.path)!r} is not a run directory (no {run.config.name})")
+    config = load_config(run.config)
     data = _load_data(config)
-    split = _rows_used(config, data, _saved_split(run_dir, data))
+    split = _rows_used(config, data, _saved_split(run, data))
     model, _ = _build(config, data, split)
-    model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
+    model.load_state_dict(load_checkpoint(run.checkpoint)["model"])
     torch_device = resolve_device(device)
     return LoadedRun(config, data, split, model.to(torch_device).eval(), torch_device)

@@ -29,7 +29,7 @@ def test_wheel_maps_losses_and_eval_under_metricbench(wheel):
     tops = {n.split("/")[0] for n in names if not n.startswith("metricbench-")}
     assert tops == {"metricbench"}, tops
     assert "metricbench/losses/base.py" in names and "metricbench/eval/knn.py" in names
-    assert not any(n.startswith(("losses/", "eval/", "tests/")) for n in names)
+    assert not any(n.startswith(("losses/", "eval/", "tests/", "experiments/", "metricbench/experiments/")) for n in names)
 
 
 def test_installed_wheel_exposes_the_same_api_as_the_checkout(wheel, tmp_path):

@@ -1,15 +1,14 @@
-"""The cells of a benchmark and the state of each one's run directory on disk."""
+"""The cells of a benchmark: which runs it makes and where each one's run directory goes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import ExperimentConfig, load_config
+from ..config import ExperimentConfig
 from .spec import BenchSpec, slug
 
-__all__ = ["Cell", "TUNED_SUFFIX", "cells", "run_state"]
+__all__ = ["Cell", "TUNED_SUFFIX", "cells"]
 
 TUNED_SUFFIX = " (tuned)"
 
@@ -55,20 +54,3 @@ def cells(spec: BenchSpec, tuned: Mapping[tuple[str, str, str], dict[str, Any]] 
                         grid.append(Cell(dataset, protocol, label, seed, config))
     return grid
 
-
-def run_state(run_dir: Path, config: ExperimentConfig) -> str:
-    """`done` (metrics.json of this very config), `resume` (its checkpoint) or `fresh` (start over).
-
-    Every file this reads is written atomically by the run, and metrics.json last, so a run killed
-    at any moment is never `done`; a directory left by another config, or by a run killed before its
-    first checkpoint, is `fresh` and gets overwritten.
-    """
-    try:
-        saved = load_config(run_dir / "config.toml")
-    except (FileNotFoundError, ValueError, TypeError):
-        return "fresh"
-    if saved != config:
-        return "fresh"
-    if (run_dir / "metrics.json").is_file():
-        return "done"
-    return "resume" if (run_dir / "checkpoint.pt").is_file() else "fresh"

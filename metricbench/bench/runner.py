@@ -2,7 +2,7 @@
 
 Layout:
     RUNS/spec.toml                   the resolved spec the workers read
-    RUNS/<dataset>/<protocol>/<loss>/seed-<s>/   one run directory per cell (see metricbench.run)
+    RUNS/<dataset>/<protocol>/<loss>/seed-<s>/   one run directory per cell (see metricbench.run_dir)
     RUNS/configs/, RUNS/logs/        each cell's config file and its worker's log
     RUNS/tuning/                     Optuna studies (SQLite) and trial runs
     OUT/runs.csv, runs.parquet       one row per finished run: metrics and the config fields that vary
@@ -21,15 +21,16 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 
-from ..atomic import atomic_write
+from ..atomic import write_files_atomically, write_text
 from ..config import config_to_dict, save_config
-from .aggregate import collect_runs, summarize
-from .figures import write_figures
-from .grid import Cell, cells, run_state
+from ..run_dir import RunDir
+from .comparison_figures import write_figures
+from .grid import Cell, cells
 from .jobs import Job, default_workers, run_jobs
+from .markdown import headline_markdown, summary_markdown
 from .provenance import provenance
-from .report import headline_markdown, summary_markdown
 from .spec import BenchSpec, slug
+from .tables import collect_runs, summarize
 from .tune import load_tuned, studies, study_done
 
 __all__ = ["BenchFailed", "aggregate", "run_bench"]
@@ -46,7 +47,7 @@ def _metricbench(*args: str, imports: tuple[str, ...], nproc: int = 1) -> tuple[
 
 
 def _cell_jobs(todo: list[tuple[Cell, str]], runs: Path, imports: tuple[str, ...], nproc: int) -> list[Job]:
-    """A `metricbench train` job per unfinished cell, given with its `run_state`."""
+    """A `metricbench train` job per unfinished cell, given with its `RunDir.state`."""
     jobs = []
     for cell, state in todo:
         run_dir, name = runs / cell.key, cell.key.replace("/", "--")
@@ -64,7 +65,7 @@ def _cell_jobs(todo: list[tuple[Cell, str]], runs: Path, imports: tuple[str, ...
 
 def _run_cells(grid: list[Cell], runs: Path, spec: BenchSpec, extra: list[Job], *, desc: str,
                progress: bool) -> list[Job]:
-    states = [(cell, run_state(runs / cell.key, cell.config)) for cell in grid]
+    states = [(cell, RunDir(runs / cell.key).state(cell.config)) for cell in grid]
     todo = [(cell, state) for cell, state in states if state != "done"]
     workers, threads = default_workers(spec.workers, spec.threads)
     jobs = extra + _cell_jobs(todo, runs, spec.imports, spec.nproc_per_run)
@@ -85,7 +86,7 @@ def run_bench(spec: BenchSpec, *, out: Path, runs: Path, command: str, tune: boo
     started = time.perf_counter()
     runs.mkdir(parents=True, exist_ok=True)
     spec_file = runs / "spec.toml"
-    atomic_write(spec_file, lambda tmp: Path(tmp).write_text(tomli_w.dumps(config_to_dict(spec))))
+    write_text(spec_file, tomli_w.dumps(config_to_dict(spec)))
     study_jobs = []
     if tune:
         for dataset, protocol, entry in studies(spec):
@@ -113,19 +114,21 @@ def aggregate(spec: BenchSpec, *, out: Path, runs: Path, command: str, minutes: 
     """
     tuned = load_tuned(spec, out)
     grid = cells(spec, tuned)
-    table = collect_runs(grid, runs)
+    table, histories = collect_runs(grid, runs)
     if table.empty:
         raise ValueError(f"no finished runs of spec {spec.name!r} under {str(runs)!r}; run `metricbench bench` first")
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(table)
-    atomic_write(out / "runs.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
-    atomic_write(out / "runs.parquet", lambda tmp: table.to_parquet(tmp, index=False))
-    atomic_write(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False, float_format="%.6g"))
-    figures = [p.name for p in write_figures(table, summary, runs, out)]
+    write_files_atomically({
+        out / "runs.csv": lambda f: table.to_csv(f, index=False, float_format="%.6g"),
+        out / "runs.parquet": lambda f: table.to_parquet(f, index=False),
+        out / "summary.csv": lambda f: summary.to_csv(f, index=False, float_format="%.6g"),
+    })
+    figures = [p.name for p in write_figures(table, histories, summary, runs, out)]
     workers, threads = default_workers(spec.workers, spec.threads)
     text = summary_markdown(spec, grid[0].config, summary, cells_total=len(grid), cells_done=len(table), tuned=tuned,
                             figures=figures, provenance=provenance(), command=command, minutes=minutes,
                             parallel=f"{workers} worker processes × {threads} thread{'s' * (threads > 1)} each")
-    atomic_write(out / "summary.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    atomic_write(out / "headline.md", lambda tmp: Path(tmp).write_text(headline_markdown(summary), encoding="utf-8"))
+    write_files_atomically({out / "summary.md": text.encode("utf-8"),
+                            out / "headline.md": headline_markdown(summary).encode("utf-8")})
     return table

@@ -27,7 +27,6 @@ import copy
 import importlib
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +35,9 @@ from metricbench.data.splits import PROTOCOLS
 from metricbench.losses.registry import build_loss, loss_class
 from metricbench.losses.search_space import SearchSpace
 
-from ..config import ExperimentConfig, apply_override, config_from_dict
+from ..config import ExperimentConfig, apply_override
+from ..errors import InputTypeError
+from ..typed_config import config_from_dict, read_toml
 
 __all__ = ["BenchSpec", "LossEntry", "TuneSpec", "load_spec", "preset_names", "slug"]
 
@@ -156,8 +157,15 @@ class BenchSpec:
                 node = node.get(part) if isinstance(node, dict) else None
             if node is not None:
                 raise ValueError(f"base.{key} is set per cell by the grid; remove it from [base]")
-        for entry in self.losses:  # every cell's config must be valid before anything runs
-            self.experiment(self.datasets[0], self.protocols[0], entry, self.seeds[0])
+        # Every cell's config must be valid before anything runs: [base] first, then each loss, named.
+        base = copy.deepcopy(self.base)
+        base.setdefault("data", {}).update(dataset=self.datasets[0], protocol=self.protocols[0])
+        config_from_dict(ExperimentConfig, base)
+        for i, entry in enumerate(self.losses):
+            try:
+                self.experiment(self.datasets[0], self.protocols[0], entry, self.seeds[0])
+            except (ValueError, InputTypeError) as err:
+                raise type(err)(f"losses[{i}] ({entry.label!r}): {err}") from err
 
     def experiment(self, dataset: str, protocol: str, entry: LossEntry, seed: int,
                    options: dict[str, Any] | None = None) -> ExperimentConfig:
@@ -186,13 +194,10 @@ def load_spec(source: str | os.PathLike, overrides: Sequence[str] = ()) -> Bench
     path = Path(source)
     if not path.suffix and str(source) in preset_names():
         path = PRESETS / f"{source}.toml"
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"bench spec {str(source)!r} is neither a file nor a preset "
                                 f"(presets: {', '.join(preset_names())})")
-    try:
-        tree = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"bench spec {str(path)!r} is not valid TOML: {err}") from err
+    tree = read_toml(path, what="bench spec")
     tree.setdefault("name", path.stem)
     for assignment in overrides:
         apply_override(tree, assignment)

@@ -24,7 +24,7 @@ import tomli_w
 
 from metricbench.losses.search_space import Choice, FloatRange, IntRange, SearchSpace
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, write_text
 from ..run import train_run
 from .spec import BenchSpec, LossEntry, slug
 
@@ -117,9 +117,9 @@ def _write_best(study: optuna.Study, spec: BenchSpec, dataset: str, protocol: st
     record = {"loss": entry.name, "label": entry.label, "dataset": dataset, "protocol": protocol,
               "objective": spec.tune.objective, "value": best.value, "trial": best.number,
               "trials": len(completed), "seed": spec.tune.seed, "options": best.params}
-    atomic_write(path, lambda tmp: Path(tmp).write_text(tomli_w.dumps(record)))
+    write_text(path, tomli_w.dumps(record))
     trials = pd.DataFrame([{"trial": t.number, "value": t.value, **t.params} for t in completed])
-    atomic_write(path.with_suffix(".csv"), lambda tmp: trials.to_csv(tmp, index=False, float_format="%.6g"))
+    atomic_write(path.with_suffix(".csv"), lambda f: trials.to_csv(f, index=False, float_format="%.6g"))
     print(f"{study.study_name}: best {spec.tune.objective} {best.value:.4f} with {best.params} -> {path}")
     return record
 

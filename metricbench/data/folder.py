@@ -25,6 +25,11 @@ def read_image_folder(
     channels differ; colour-mode images whose pixels are all gray count as gray), in which case all images are
     RGB. Alpha is dropped; animated images give their first frame.
 
+    A class folder whose name is not valid UTF-8 (bytes from another system's encoding, such as Latin-1
+    ``caf\xe9``) keeps its files but is named with the undecodable bytes escaped: ``os.fsencode(name).decode(
+    "utf-8", "backslashreplace")``, i.e. the four characters ``\xe9``. This is decided here, at load time, so that
+    every name a run writes out (metrics, projector metadata, plots) is valid UTF-8.
+
     Args:
         directory: The folder holding the class sub-folders.
         image_size: (height, width) to resize every image to with bilinear filtering. Default: no resizing, and
@@ -32,25 +37,35 @@ def read_image_folder(
 
     Returns:
         ``x``: uint8 images, (N, H, W) when grayscale or (N, 3, H, W) when colour; ``labels``: (N,) str array of
-        class-folder names.
+        class-folder names (escaped as above).
 
     Raises:
         FileNotFoundError: ``directory`` is not a directory.
         ValueError: No images at all, an unreadable or corrupt image (named), an image whose size differs from the
-            first one's while ``image_size`` is None (both named), or a bad ``image_size``.
+            first one's while ``image_size`` is None (both named), two class folders whose escaped names are equal
+            (both named), or a bad ``image_size``.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"image folder not found: {directory}")
     size = _check_image_size(image_size)
-    files, labels = [], []
+    files, labels, folders = [], [], {}
     for class_dir in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
         images = sorted(
             p for p in class_dir.iterdir()
             if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
         )
+        if not images:
+            continue
+        name = _display_name(class_dir.name)
+        if name in folders:
+            raise ValueError(
+                f"{directory}: class folders {os.fsencode(folders[name].name)!r} and {os.fsencode(class_dir.name)!r} "
+                f"would both be named {name!r} (bytes that are not UTF-8 are shown escaped); rename one of them"
+            )
+        folders[name] = class_dir
         files.extend(images)
-        labels.extend([class_dir.name] * len(images))
+        labels.extend([name] * len(images))
     if not files:
         raise ValueError(
             f"{directory}: no images found; expected one sub-folder per class holding "
@@ -70,6 +85,11 @@ def read_image_folder(
         arrays = [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
         return np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)), np.array(labels)
     return np.stack(arrays), np.array(labels)
+
+
+def _display_name(name: str) -> str:
+    """The folder name as valid UTF-8: bytes that are not UTF-8 (surrogate-escaped by the OS) become ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _check_image_size(image_size: tuple[int, int] | None) -> tuple[int, int] | None:

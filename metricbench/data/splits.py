@@ -8,12 +8,14 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from metricbench.data.numpy_files import read_arrays
+
+from ..atomic import atomic_write
 
 __all__ = ["PROTOCOLS", "Split", "load_split", "make_split", "save_split", "validation_split"]
 
@@ -31,6 +33,8 @@ class Split:
         train: Sorted int64 row indices (n_train,) into the dataset.
         val: Sorted int64 row indices (n_val,).
         test: Sorted int64 row indices (n_test,).
+        fingerprint: :attr:`Dataset.fingerprint <metricbench.data.Dataset.fingerprint>` of the data the split was
+            made for, when known; saved with the split so that applying it to other data can be caught.
     """
 
     protocol: str
@@ -38,6 +42,7 @@ class Split:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    fingerprint: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -134,7 +139,8 @@ def validation_split(split: Split, labels: np.ndarray, *, val_fraction: float = 
     inner = make_split(labels[development], protocol=split.protocol, seed=split.seed, val_fraction=val_fraction,
                        test_fraction=test_fraction)
     return Split(protocol=split.protocol, seed=split.seed, train=_sorted(development[inner.train]),
-                 val=_sorted(development[inner.val]), test=_sorted(development[inner.test]))
+                 val=_sorted(development[inner.val]), test=_sorted(development[inner.test]),
+                 fingerprint=split.fingerprint)
 
 
 def _stratified(
@@ -165,7 +171,7 @@ def _sorted(rows: np.ndarray) -> np.ndarray:
 
 
 def save_split(split: Split, path: str | os.PathLike[str]) -> None:
-    """Save a split as an NPZ file, atomically (a temporary file in the same folder, then ``os.replace``).
+    """Save a split as an NPZ file, atomically (with :func:`metricbench.atomic.atomic_write`).
 
     Args:
         split: The split to save.
@@ -180,17 +186,10 @@ def save_split(split: Split, path: str | os.PathLike[str]) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder for the split file not found: {path.parent}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle, protocol=np.array(split.protocol), seed=np.int64(split.seed),
-                train=split.train, val=split.val, test=split.test,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: np.savez(
+        handle, protocol=np.array(split.protocol), seed=np.int64(split.seed),
+        train=split.train, val=split.val, test=split.test, fingerprint=np.array(split.fingerprint or ""),
+    ))
 
 
 def load_split(path: str | os.PathLike[str]) -> Split:
@@ -200,32 +199,23 @@ def load_split(path: str | os.PathLike[str]) -> Split:
         path: The NPZ file.
 
     Returns:
-        The split.
+        The split; its ``fingerprint`` is None when the file has none (files written before it was stored).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: The file is not a split file, or its indices are not sorted, disjoint, non-negative
             integers covering ``0..N-1``. The message names the file.
+        InputTypeError: An array of the file holds Python objects.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"split file not found: {path}")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: cannot read as a split NPZ: {error}") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not a split file: expected an NPZ archive, got a single array")
-    with archive:
-        missing = [k for k in ("protocol", "seed", *_PARTS) if k not in archive.files]
-        if missing:
-            found = ", ".join(archive.files) or "none"
-            raise ValueError(f"{path}: not a split file: missing {', '.join(missing)}; found {found}")
-        try:
-            protocol, seed = archive["protocol"], archive["seed"]
-            parts = {k: archive[k] for k in _PARTS}
-        except ValueError as error:  # object arrays need pickle, which is refused
-            raise ValueError(f"{path}: cannot read arrays: {error}") from error
+    arrays = read_arrays(path, what="split file", required=("protocol", "seed", *_PARTS), optional=("fingerprint",))
+    protocol, seed = arrays["protocol"], arrays["seed"]
+    parts = {k: arrays[k] for k in _PARTS}
+    fingerprint = arrays.get("fingerprint", np.array(""))
+    if fingerprint.shape != () or fingerprint.dtype.kind != "U":
+        raise ValueError(
+            f"{path}: fingerprint must be a str scalar, got dtype {fingerprint.dtype} shape {fingerprint.shape}"
+        )
     if protocol.shape != () or protocol.dtype.kind != "U" or str(protocol) not in PROTOCOLS:
         raise ValueError(f"{path}: protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     protocol = str(protocol)
@@ -240,4 +230,4 @@ def load_split(path: str | os.PathLike[str]) -> Split:
     rows = np.concatenate(list(parts.values()))
     if not np.array_equal(np.sort(rows), np.arange(rows.size)):
         raise ValueError(f"{path}: train, val and test must be disjoint and cover rows 0..{rows.size - 1}")
-    return Split(protocol=protocol, seed=int(seed), **parts)
+    return Split(protocol=protocol, seed=int(seed), **parts, fingerprint=str(fingerprint) or None)

@@ -75,6 +75,9 @@ def test_tuned_options_add_a_row_after_the_default_row(tmp_path):
     ("losses=[{name='softmax', options={margin=1}}]", "unknown option.*'margin'"),
     ("losses=[{name='nope'}]", "nope"),
     ("workers=0", "workers must be >= 1"),
+    ("losses=[{name='softmax'}, {name='triplet-semihard', options={margin='abc'}}]",
+     r"^losses\[1\] \('triplet-semihard'\): loss.options.margin must be float, got 'abc'$"),
+    ("base.train.epochs='x'", "^train.epochs must be int, got 'x'$"),
 ])
 def test_bad_specs_name_what_is_wrong(tmp_path, override, message):
     with pytest.raises((ValueError, TypeError, KeyError), match=message):
@@ -86,3 +89,11 @@ def test_missing_spec_and_bad_toml(tmp_path):
         load_spec("no-such-preset")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_spec(write(tmp_path, "datasets = ["))
+    with pytest.raises(ValueError, match="^bench spec '.*' is a directory; expected a TOML file$"):
+        load_spec(tmp_path)
+
+
+def test_relative_dataset_paths_are_absolute_in_every_cell(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write(tmp_path, TINY.replace('datasets = ["digits"]', 'datasets = ["npz:data/x.npz"]')))
+    assert {c.config.data.dataset for c in cells(spec)} == {f"npz:{tmp_path / 'data' / 'x.npz'}"}

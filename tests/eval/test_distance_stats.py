@@ -253,7 +253,7 @@ X, Y = _blobs()
          r"embeddings must be finite .* row 3"),
         ({"embeddings": X[:, 0]}, ValueError, r"embeddings must have shape \(num_points, dim\)"),
         ({"embeddings": X.astype(str)}, TypeError, r"embeddings must hold real numbers"),
-        ({"metric": "euclidean"}, ValueError, r"metric must be one of \('l2', 'cosine'\), got 'euclidean'"),
+        ({"metric": "euclidean"}, ValueError, r"metric must be one of l2, cosine, got 'euclidean'"),
         ({"max_silhouette": 2}, ValueError, r"max_silhouette must be >= 3, got 2"),
         ({"max_silhouette": 100.0}, TypeError, r"max_silhouette must be an int, got float"),
         ({"seed": -1}, ValueError, r"seed must be >= 0, got -1"),

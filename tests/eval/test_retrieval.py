@@ -183,8 +183,8 @@ def test_torch_inputs_give_the_same_numbers():
     [
         ({"labels": np.zeros(9, int)}, ValueError, r"labels must have shape \(10,\)"),
         ({"labels": np.zeros(10)}, TypeError, "labels must hold integers"),
-        ({"ks": (1, 0)}, ValueError, r"ks must hold ints in \[1, 9\]"),
-        ({"ks": (10,)}, ValueError, r"ks must hold ints in \[1, 9\]"),
+        ({"ks": (1, 0)}, ValueError, r"each of ks must be in \[1, 9\]"),
+        ({"ks": (10,)}, ValueError, r"each of ks must be in \[1, 9\]"),
         ({"ks": 4}, TypeError, "ks must be a non-empty sequence"),
         ({"ks": ()}, TypeError, "ks must be a non-empty sequence"),
         ({"metric": "dot"}, ValueError, "metric must be one of"),
@@ -213,7 +213,7 @@ def test_pure_function_errors():
         r_precision(neighbors, queries, np.array([3, 1]))
     with pytest.raises(ValueError, match=r"num_relevant must lie in"):
         map_at_r(neighbors, queries, np.array([0, 1]))
-    with pytest.raises(ValueError, match=r"k must be an int in \[1, 2\]"):
+    with pytest.raises(ValueError, match=r"k must be in \[1, 2\]"):
         recall_at_k(neighbors, queries, 3)
     with pytest.raises(ValueError, match=r"query_labels must have shape \(2,\)"):
         precision_at_1(neighbors, queries[:1])

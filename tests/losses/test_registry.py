@@ -27,6 +27,19 @@ def test_option_ranges_are_checked():
         build_loss("normsoftmax", num_classes=3, embedding_dim=4, temperature=0)
 
 
+def test_option_types_are_checked_by_the_config_coercion():
+    from metricbench.errors import InputTypeError
+
+    with pytest.raises(InputTypeError, match=r"^margin must be float, got 'abc'$"):
+        build_loss("triplet-semihard", num_classes=2, embedding_dim=4, margin="abc")
+    with pytest.raises(InputTypeError, match="margin must be float, got True"):
+        build_loss("triplet-semihard", num_classes=2, embedding_dim=4, margin=True)
+    with pytest.raises(InputTypeError, match=r"terms\[0\] must be a table, got 'softmax'"):
+        build_loss("weighted-sum", num_classes=2, embedding_dim=4, terms=["softmax"])
+    margin = build_loss("triplet-semihard", num_classes=2, embedding_dim=4, margin=1).config.margin
+    assert margin == 1.0 and type(margin) is float  # ints are accepted for floats
+
+
 def test_data_facts_are_required_and_checked():
     with pytest.raises(TypeError):
         build_loss("softmax", embedding_dim=4)  # num_classes is keyword-only and required
@@ -39,7 +52,7 @@ def test_duplicate_registration_raises():
         register_loss("softmax")(type("Again", (EmbeddingLoss,), {}))
 
 
-def test_custom_loss_plugs_in():
+def test_custom_loss_plugs_in(scratch_registry):
     @dataclass(frozen=True)
     class MeanNormConfig:
         scale: float = 2.0

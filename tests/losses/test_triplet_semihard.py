@@ -1,5 +1,7 @@
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from metricbench.losses import build_loss
 from metricbench.losses.triplet_mining import semihard_negatives
@@ -106,11 +108,30 @@ def test_distance_matrix_reference_agrees_with_ours():
         torch.testing.assert_close(ours, torch.tensor(distance_matrix(x, distance), dtype=torch.float64), rtol=1e-9, atol=1e-12)
 
 
+class LargestTensor(TorchDispatchMode):
+    """Records the element count of the largest tensor any operation returns (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sizes = [t.numel() for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        self.numel = max([self.numel, *sizes])
+        return out
+
+
 def test_memory_is_quadratic_not_cubic():
-    # B = 2048 would need a (B·B, B) float tensor of 32 GiB in TF Addons' formulation; here it is a few (B, B) ones.
-    x = torch.randn(2048, 8)
-    out = loss_fn("l2", dim=8)(x, torch.arange(2048) % 64)
-    assert torch.isfinite(out.loss)
+    # B = 2048 would need a (B·B, B) float tensor of 32 GiB in TF Addons' formulation; here no intermediate,
+    # gradients included, is larger than the (B, B) distance matrix (a (B, B, D) difference tensor would fail too).
+    batch = 2048
+    x = torch.randn(batch, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    with LargestTensor() as largest:
+        out = loss_fn("l2", dim=8)(x, torch.arange(batch) % 64)
+        out.loss.backward()
+    assert largest.numel == batch * batch
+    assert torch.isfinite(out.loss) and out.loss > 0 and torch.isfinite(x.grad).all()
 
 
 def test_bad_options():

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,3 +242,136 @@ def test_bench_and_tune_errors_name_the_problem(tmp_path, capsys):
     assert main(["bench", "quick", "--aggregate-only", "--runs", str(tmp_path / "none")]) == 2
     assert "no finished runs" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_bug_keeps_its_traceback_but_bad_input_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    import metricbench.data
+
+    def buggy():
+        raise TypeError("bug")
+
+    monkeypatch.setattr(metricbench.data, "available_datasets", buggy)
+    with pytest.raises(TypeError, match="bug"):  # not turned into a usage error
+        main(["datasets"])
+    out = tmp_path / "run"
+    assert train(out, "--dataset", "digits", "--set", "train.epochs='x'") == 2
+    assert capsys.readouterr().err == "metricbench train: error: train.epochs must be int, got 'x'\n"
+    assert not out.exists()
+
+
+def test_a_bug_exits_1_with_a_traceback():
+    code = ("import sys, metricbench.data as d; from metricbench.cli import main\n"
+            "def buggy(): raise TypeError('bug')\n"
+            "d.available_datasets = buggy; sys.exit(main(['datasets']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "TypeError: bug" in result.stderr
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "somefile"
+    path.write_text("not a directory")
+    return path
+
+
+def test_bad_config_loss_option_and_out_fail_clearly_and_write_nothing(tmp_path, a_file, capsys):
+    out = tmp_path / "run"
+    cases = [
+        (["--loss", "triplet-semihard", "--set", "loss.options.margin=abc"],
+         "loss.options.margin must be float, got 'abc'"),
+        (["--config", str(tmp_path)], f"--config {str(tmp_path)!r} is a directory; expected a TOML file"),
+        (["--import", "no_such_module_here"], "--import 'no_such_module_here': no module named"),
+    ]
+    for args, message in cases:
+        assert train(out, "--dataset", "digits", *args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("metricbench train: error: ") and message in err and err.count("\n") == 1, err
+        assert not out.exists()
+    assert train(a_file / "run", "--dataset", "digits") == 2
+    assert capsys.readouterr().err == (f"metricbench train: error: --out {str(a_file / 'run')!r} cannot be created: "
+                                       f"Not a directory ({str(a_file)!r} is a file, not a directory)\n")
+    assert a_file.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["export", "no-run", "--out", "{file}/x"], "--out"),
+    (["bench", "quick", "--out", "{file}/x", "--runs", "{tmp}/runs"], "--out"),
+    (["bench", "quick", "--out", "{tmp}/out", "--runs", "{file}/x/y"], "--runs"),
+    (["tune", "quick", "--out", "{tmp}/out", "--runs", "{file}/x"], "--runs"),
+])
+def test_out_under_a_file_is_a_usage_error_for_every_command(tmp_path, a_file, capsys, args, flag):
+    args = [a.format(file=a_file, tmp=tmp_path) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"error: {flag} '{a_file}/x" in err and "cannot be created: Not a directory" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["somefile"]
+
+
+def test_out_in_a_read_only_parent(tmp_path):
+    """A read-only parent stops only non-root users: the command runs in a child process as `nobody`."""
+    import shutil
+    import tempfile
+
+    import metricbench.run  # noqa: F401  (everything the command imports, loaded before dropping root)
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    base = Path(tempfile.mkdtemp())  # pytest's tmp_path is private to root
+    try:
+        base.chmod(0o755)
+        (base / "ro").mkdir(mode=0o555)
+        (base / "ro").chmod(0o555)
+        out = base / "ro" / "run"
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drop root if we are root, run the command, report its exit code and stderr
+            code = 99
+            try:
+                import contextlib
+                import io
+
+                if os.geteuid() == 0:
+                    os.setgroups([])
+                    os.setgid(65534)
+                    os.setuid(65534)
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err):
+                    code = main(["train", "--out", str(out), "--dataset", "digits", "--no-progress"])
+                os.write(write_end, json.dumps([code, err.getvalue()]).encode())
+            except BaseException as exc:  # noqa: BLE001  (report anything to the parent)
+                os.write(write_end, json.dumps([code, repr(exc)]).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            report = pipe.read()
+        os.waitpid(pid, 0)
+        code, err = json.loads(report)
+        assert code == 2, err
+        assert err == (f"metricbench train: error: --out {str(out)!r} cannot be created: Permission denied "
+                       f"({str(base / 'ro')!r} is not writable)\n")
+        assert list((base / "ro").iterdir()) == []
+    finally:
+        (base / "ro").chmod(0o755)
+        shutil.rmtree(base)
+
+
+TINY_FAST = ["--no-progress", "--set", "train.batch_size=8", "--set", "train.epochs=1", "--set", "eval.plots=false",
+             "--set", "eval.export=false", "--set", "eval.ks=[1]"]
+
+
+def test_relative_dataset_path_works_from_another_directory(tmp_path, monkeypatch, capsys):
+    (tmp_path / "a" / "data").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 10)
+    np.savez(tmp_path / "a" / "data" / "x.npz", x=rng.normal(size=(40, 4)) + 3 * np.eye(4)[y], y=y)
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["train", "--out", "run", "--dataset", "npz:data/x.npz", *TINY_FAST]) == 0
+    assert f'dataset = "npz:{tmp_path}/a/data/x.npz"' in (tmp_path / "a" / "run" / "config.toml").read_text()
+    monkeypatch.chdir(tmp_path / "b")
+    capsys.readouterr()
+    assert main(["eval", "../a/run"]) == 0
+    assert "precision_at_1" in json.loads(capsys.readouterr().out)
+    assert main(["export", "../a/run", "--out", "exported"]) == 0
+    assert len((tmp_path / "b" / "exported" / "vectors.tsv").read_text().splitlines()) == 8  # 20% of 40 test rows

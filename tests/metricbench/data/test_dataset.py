@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from metricbench.data import Dataset, make_dataset
+from metricbench.errors import InputTypeError
 
 
 def _x(n: int = 6, f: int = 3) -> np.ndarray:
@@ -68,7 +69,7 @@ def test_class_names_out_of_range():
 
 
 def test_class_names_need_integer_ids():
-    with pytest.raises(TypeError, match="integer class ids"):
+    with pytest.raises(InputTypeError, match="integer class ids"):
         make_dataset("npz", _x(2), np.array(["a", "b"]), class_names=["a", "b"])
 
 
@@ -115,7 +116,7 @@ def test_bad_x_rank(shape):
 
 
 def test_non_numeric_x():
-    with pytest.raises(TypeError, match="x must be numeric"):
+    with pytest.raises(InputTypeError, match="x must be numeric"):
         make_dataset("bad", np.array([["a"], ["b"]]), [0, 1])
 
 
@@ -125,10 +126,40 @@ def test_y_must_be_one_dimensional():
 
 
 def test_mixed_label_types():
-    with pytest.raises(TypeError, match="mutually comparable"):
+    with pytest.raises(InputTypeError, match="mutually comparable"):
         make_dataset("bad", _x(2), np.array([1, "a"], dtype=object))
 
 
 def test_nan_labels():
     with pytest.raises(ValueError, match="y must not contain NaN"):
         make_dataset("bad", _x(3), np.array([0.0, np.nan, 1.0]))
+
+
+def test_bytes_class_names_that_are_not_utf8_are_escaped():
+    data = make_dataset("npz", _x(2), np.array([0, 1]), class_names=np.array([b"caf\xe9", b"dog"]))
+    assert data.class_names == ("caf\\xe9", "dog")
+
+
+def test_messages_use_the_callers_names():
+    x = _x()
+    x[2, 0] = np.nan
+    with pytest.raises(ValueError, match="^--embeddings must be finite, got 1 NaN/Inf"):
+        make_dataset("e", x, [0, 1] * 3, names=("--embeddings", "--labels"))
+    with pytest.raises(ValueError, match=r"^--embeddings and --labels must have the same number of rows, got "
+                                         r"--embeddings \(6, 3\) and --labels \(5,\)$"):
+        make_dataset("e", _x(), [0, 1, 0, 1, 0], names=("--embeddings", "--labels"))
+    with pytest.raises(TypeError, match="names must be a pair of str"):
+        make_dataset("e", _x(), [0, 1] * 3, names=("x",))
+
+
+def test_fingerprint_depends_on_values_shape_labels_and_names_only():
+    x, y = _x(), [0, 1, 0, 1, 0, 1]
+    base = make_dataset("a", x, y).fingerprint
+    assert len(base) == 32 and int(base, 16) >= 0
+    assert make_dataset("other name", x.copy(), list(y)).fingerprint == base
+    changed = x.copy()
+    changed[5, 2] += 1
+    assert make_dataset("a", changed, y).fingerprint != base
+    assert make_dataset("a", x.reshape(6, 3, 1, 1), y).fingerprint != base  # same bytes, other shape
+    assert make_dataset("a", x, [1, 0, 1, 0, 1, 0]).fingerprint != base
+    assert make_dataset("a", x, ["p", "q"] * 3).fingerprint != make_dataset("a", x, ["p", "r"] * 3).fingerprint

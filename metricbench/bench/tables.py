@@ -1,7 +1,8 @@
 """From finished run directories to tables: one row per run, then mean ± std and a 95% CI per loss.
 
 Only `metrics.json` files of runs whose saved config is the cell's config are read (see
-`run_state`), so a half-finished or stale run never reaches a table.
+`RunDir.state`), so a half-finished or stale run never reaches a table. Each one is parsed once:
+`collect_runs` also hands over the validation histories that the training curves draw.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ import pandas as pd
 from scipy import stats
 
 from ..config import config_to_dict
-from .grid import Cell, run_state
+from ..run_dir import RunDir
+from .grid import Cell
 
-__all__ = ["HIGHER_IS_BETTER", "METRICS", "best_rows", "collect_runs", "summarize"]
+__all__ = ["HIGHER_IS_BETTER", "REPORTED_SCORES", "best_rows", "collect_runs", "summarize"]
 
-#: Reported metrics in report order (MAP@R first) and whether higher is better.
+#: Reported scores in report order (MAP@R first) and whether higher is better.
 HIGHER_IS_BETTER = {
     "map_at_r": True, "precision_at_1": True, "r_precision": True, "recall_at_4": True, "nmi": True, "ami": True,
     "intra_inter_ratio": False, "silhouette": True,
 }
-METRICS = tuple(HIGHER_IS_BETTER)
+REPORTED_SCORES = tuple(HIGHER_IS_BETTER)
 _KEYS = ["dataset", "protocol", "loss"]
 
 
@@ -39,17 +41,20 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def collect_runs(cells: list[Cell], runs: Path) -> pd.DataFrame:
-    """One row per finished cell: its keys, every metric, timing, and the config fields that vary.
+def collect_runs(cells: list[Cell], runs: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The finished cells' results, from one read of each run's metrics.json.
 
-    Missing (unfinished) cells are left out; compare the row count with `len(cells)`.
+    Returns:
+        The runs table: one row per finished cell with its keys, every score, timing, and the config
+        fields that vary (unfinished cells are left out; compare the row count with `len(cells)`).
+        The histories: one row per finished cell and epoch (`run`, `epoch`, `train_*`, `val_*`).
     """
-    rows, configs = [], []
+    rows, configs, histories = [], [], []
     for cell in cells:
-        run_dir = runs / cell.key
-        if run_state(run_dir, cell.config) != "done":
+        run_dir = RunDir(runs / cell.key)
+        if run_dir.state(cell.config) != "done":
             continue
-        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        metrics = run_dir.read_metrics()
         test = metrics["test"]
         distances = test.get("distances", {})
         row = {"dataset": cell.dataset, "protocol": cell.protocol, "loss": cell.loss, "seed": cell.seed,
@@ -60,22 +65,23 @@ def collect_runs(cells: list[Cell], runs: Path) -> pd.DataFrame:
         row["train_seconds"] = metrics.get("train_seconds_this_call")
         rows.append(row)
         configs.append(_flatten(config_to_dict(cell.config)))
+        histories.append(pd.DataFrame(metrics["history"]).assign(run=cell.key))
     table = pd.DataFrame(rows)
     if table.empty:
-        return table
+        return table, pd.DataFrame()
     config_table = pd.DataFrame(configs).add_prefix("config.")
     varying = [c for c in config_table if config_table[c].astype(str).nunique(dropna=False) > 1]
-    return pd.concat([table, config_table[varying]], axis=1)
+    return pd.concat([table, config_table[varying]], axis=1), pd.concat(histories, ignore_index=True)
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, protocol, loss) and metric: n, mean, std (ddof 1) and the 95% Student-t interval.
+    """Per (dataset, protocol, loss) and score: n, mean, std (ddof 1) and the 95% Student-t interval.
 
     Rows keep the order of first appearance (the spec's order). With one seed, std and the interval are NaN.
     """
     records = []
     for keys, group in table.groupby(_KEYS, sort=False):
-        for metric in (m for m in METRICS if m in group):
+        for metric in (m for m in REPORTED_SCORES if m in group):
             values = group[metric].to_numpy(dtype=float)
             n, mean = len(values), float(values.mean())
             std = float(values.std(ddof=1)) if n > 1 else math.nan

@@ -15,14 +15,16 @@ import metricbench.eval.pairs as pairs_module
 import metricbench.eval.umap_projection as umap_projection_module
 from metricbench.eval import (
     class_distance_stats,
+    knn_search,
     pair_distances,
     plot_class_margins,
     plot_distance_histograms,
     plot_umap,
+    retrieval_metrics_and_neighbors,
     umap_2d,
     write_eval_plots,
 )
-from metricbench.eval.figures import class_margin_figure, distance_histogram_figure, umap_figure
+from metricbench.eval.plot_drawing import class_margin_figure, distance_histogram_figure, umap_figure
 from metricbench.eval.umap_projection import sample_rows, umap_2d
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -173,6 +175,37 @@ def test_umap_2d_passes_the_metric_and_an_exact_knn_graph(monkeypatch, metric, u
         unit = x / np.linalg.norm(x, axis=1, keepdims=True)
         expected = np.sort(1.0 - unit @ unit.T, axis=1)[:, :4]
     np.testing.assert_allclose(distances, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_umap_2d_reuses_the_metrics_neighbours_exactly(monkeypatch, metric):
+    """The graph built from an evaluation's leave-one-out neighbours equals UMAP's own exact search, so
+    one search serves both; a sample (rows above max_points) searches its own rows. Each row is its own
+    nearest neighbour at distance 0 exactly, as in umap-learn's own search."""
+    import umap
+
+    graphs = []
+
+    class RecordingUMAP(umap.UMAP):
+        def __init__(self, **kwargs):
+            graphs.append(kwargs["precomputed_knn"])
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(umap, "UMAP", RecordingUMAP)
+    x, labels = _blobs(n=60, classes=3)
+    _, neighbors = retrieval_metrics_and_neighbors(x, labels, metric=metric, nearest=14, clustering=False)
+    searched, _ = umap_2d(x, metric=metric, seed=3)
+    reused, _ = umap_2d(x, metric=metric, seed=3, neighbors=neighbors)
+    np.testing.assert_array_equal(graphs[0][0], graphs[1][0])
+    np.testing.assert_array_equal(graphs[0][0][:, 0], np.arange(60))
+    np.testing.assert_allclose(graphs[0][1], graphs[1][1], atol=1e-5)
+    assert (graphs[0][1][:, 0] == 0).all() and (graphs[1][1][:, 0] == 0).all()
+    np.testing.assert_allclose(searched, reused, atol=1e-3)
+    calls = []
+    monkeypatch.setattr(umap_projection_module, "knn_search", lambda *a, **k: calls.append(1) or knn_search(*a, **k))
+    umap_2d(x, metric=metric, seed=3, neighbors=neighbors)
+    umap_2d(x, metric=metric, seed=3, neighbors=neighbors, max_points=30)
+    assert len(calls) == 1  # only the sample searched
 
 
 def test_sample_rows_is_stratified_seeded_and_sorted():

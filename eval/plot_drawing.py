@@ -3,7 +3,7 @@
 Pure drawing: each function takes arrays/tables and returns a `matplotlib.figure.Figure` made with
 matplotlib's object API (rendered by Agg when saved), without pyplot state, a display or a global
 backend switch. Computing the numbers (`umap_2d`, `pair_distances`, `class_distance_stats`) and
-writing files is `plots.py`'s job; a benchmark can also use these figures directly.
+writing files is `plot_writers.py`'s job; a benchmark can also use these figures directly.
 """
 
 from __future__ import annotations

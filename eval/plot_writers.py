@@ -1,4 +1,4 @@
-"""PNG figures of an embedding's class structure: a UMAP map, pair-distance histograms, class margins.
+"""Write PNG figures of an embedding's class structure: a UMAP map, pair-distance histograms, class margins.
 
 Each `plot_*` function takes arrays or a DataFrame and an output path, writes one PNG and returns the
 path; `write_eval_plots` writes all three into a directory. Figures are built with matplotlib's
@@ -21,11 +21,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from .atomic_files import write_files_atomically
+from metricbench.atomic import write_files_atomically
+
 from .distance_stats import class_distance_stats
-from .figures import class_margin_figure, distance_histogram_figure, umap_figure
-from .inputs import METRICS, check_int, to_float32_matrix, to_int_labels
+from .plot_drawing import class_margin_figure, distance_histogram_figure, umap_figure
+from .inputs import check_int, check_metric, to_float32_matrix, to_int_labels
 from .pairs import pair_distances
+from .retrieval_suite import Neighbors
 from .umap_projection import umap_2d
 
 __all__ = [
@@ -55,12 +57,6 @@ def _png_path(path: Any) -> Path:
     if result.suffix.lower() != ".png":
         raise ValueError(f"path must end with .png, got {str(result)!r}")
     return result
-
-
-def _check_metric(metric: Any) -> str:
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    return metric
 
 
 def _names_for(classes: np.ndarray, class_names: ClassNames | None) -> dict[Any, str]:
@@ -188,7 +184,7 @@ def plot_umap(
     names = _names_for(np.unique(label_array), class_names)
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a str or None, got {type(title).__name__}")
-    _save_figures({target: _umap(x, label_array, names, _check_metric(metric), max_points, seed, title)})
+    _save_figures({target: _umap(x, label_array, names, check_metric(metric), max_points, seed, title)})
     return target
 
 
@@ -276,13 +272,17 @@ def write_eval_plots(
     class_names: ClassNames | None = None,
     metric: str = "l2",
     seed: int = 0,
+    class_stats: pd.DataFrame | None = None,
+    neighbors: Neighbors | None = None,
 ) -> dict[str, Path]:
     """Write umap.png, distances.png and margins.png for one labelled embedding into `out_dir`, and
     umap.npz with the projection behind umap.png (`coords` (M, 2), `rows` (M,) into `embeddings`, `labels`).
 
-    Uses the defaults of `plot_umap`, `plot_distance_histograms` and `plot_class_margins`; the margin
-    table comes from `class_distance_stats(embeddings, labels, metric=metric, seed=seed)`. All three
-    figures are built before any file is written, and the files are renamed into place together.
+    Uses the defaults of `plot_umap`, `plot_distance_histograms` and `plot_class_margins`. The margin
+    table is `class_stats` when given (an evaluation that has computed it already), else
+    `class_distance_stats(embeddings, labels, metric=metric, seed=seed)`'s; `neighbors` (see `umap_2d`)
+    spare UMAP its own neighbour search. All three figures are built before any file is written, and
+    the files are renamed into place together.
 
     Args:
         out_dir: output directory (created if missing).
@@ -291,6 +291,8 @@ def write_eval_plots(
         class_names: display names, `class_names[label]`; None shows the labels.
         metric: "l2" or "cosine".
         seed: seed of every sample and of UMAP, >= 0.
+        class_stats: `class_distance_stats(embeddings, labels, metric=metric, seed=seed)[1]`, if known.
+        neighbors: the leave-one-out neighbours of every row from an exact search, if known.
 
     Returns:
         {"umap": path, "distances": path, "margins": path}, the files written (names in PLOT_FILES).
@@ -301,11 +303,12 @@ def write_eval_plots(
     if not isinstance(out_dir, (str, os.PathLike)):
         raise TypeError(f"out_dir must be a str or os.PathLike, got {type(out_dir).__name__}")
     x, label_array = _embeddings_and_labels(embeddings, labels)
-    metric = _check_metric(metric)
+    metric = check_metric(metric)
     names = _names_for(np.unique(label_array), class_names)
-    _, table = class_distance_stats(x, label_array, metric=metric, seed=seed)
+    table = class_distance_stats(x, label_array, metric=metric, seed=seed)[1] if class_stats is None else class_stats
     pairs = pair_distances(x, label_array, metric=metric, seed=seed)
-    coords, kept = umap_2d(x, metric=metric, seed=seed, max_points=_MAX_POINTS, labels=label_array)
+    coords, kept = umap_2d(x, metric=metric, seed=seed, max_points=_MAX_POINTS, labels=label_array,
+                           neighbors=neighbors)
     figures = {
         "umap": umap_figure(coords, label_array[kept], names, total_points=label_array.size, metric=metric, seed=seed),
         "distances": distance_histogram_figure(pairs, metric=metric, seed=seed),

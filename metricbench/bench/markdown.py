@@ -1,4 +1,5 @@
-"""summary.md of a benchmark: the protocol, one table per dataset and protocol, tuning, provenance."""
+"""The Markdown pages of a benchmark: summary.md (the protocol, one table per dataset and protocol,
+tuning, provenance) and headline.md (the README's results table)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import ExperimentConfig
-from .aggregate import best_rows
+from .tables import best_rows
 from .spec import BenchSpec, slug
 
 __all__ = ["headline_markdown", "summary_markdown"]

@@ -1,1 +1,0 @@
-"""Reproductions of published figures; each module runs with `python -m metricbench.experiments.<name>`."""
