@@ -11,7 +11,7 @@ from .clustering import ami, kmeans_assignment, nmi
 from .distance_stats import class_distance_stats
 from .knn import knn_search, knn_search_chunks
 from .pairs import PairDistances, pair_distances
-from .plot_writers import plot_class_margins, plot_distance_histograms, plot_umap, write_eval_plots
+from .plot_writers import PLOT_FILES, UMAP_COORDS, plot_class_margins, plot_distance_histograms, plot_umap, write_eval_plots
 from .projector import export_projector, write_projector_tsv
 from .retrieval import map_at_r, precision_at_1, r_precision, recall_at_k
 from .retrieval_suite import Neighbors, retrieval_metrics, retrieval_metrics_and_neighbors
@@ -19,6 +19,7 @@ from .umap_projection import umap_2d
 
 __all__ = [
     "Neighbors",
+    "PLOT_FILES",
     "PairDistances",
     "ami",
     "class_distance_stats",
@@ -38,6 +39,7 @@ __all__ = [
     "recall_at_k",
     "retrieval_metrics",
     "retrieval_metrics_and_neighbors",
+    "UMAP_COORDS",
     "umap_2d",
     "write_eval_plots",
     "write_projector_tsv",

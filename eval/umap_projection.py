@@ -1,8 +1,8 @@
 """Seeded 2-D UMAP projections of an embedding, on an exact FAISS kNN graph.
 
 `umap_2d` draws at most `max_points` rows (stratified by class when labels are given), finds each
-row's exact nearest neighbours with `knn_search` (the project's one FAISS boundary) and hands that
-graph to umap-learn, which then only builds the fuzzy graph and optimises the layout. It returns
+row's exact nearest neighbours with `knn_search` (the project's one FAISS boundary), or takes them
+from the evaluation's own search when every row is projected, and hands that graph to umap-learn, which then only builds the fuzzy graph and optimises the layout. It returns
 coordinates and the rows they belong to, so a benchmark can compute many projections and draw them
 in a grid later; drawing lives in `plot_drawing.py`, writing the PNGs in `plot_writers.py`.
 

@@ -18,14 +18,12 @@ from typing import Any, Sequence
 import matplotlib
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
 from metricbench.atomic import atomic_write, write_text
 from metricbench.config import ExperimentConfig, load_config
 from metricbench.run import load_run, train_run
 from metricbench.run_dir import RunDir
-from metricbench.trainer import embed
 
 LAMBDAS = (0.0, 0.001, 0.01, 0.1)
 
@@ -104,9 +102,7 @@ def run(out: Path, runs: Path, *, epochs: int = 15, lambdas: Sequence[float] = L
             train_run(config, run_dir.path, overwrite=True, progress=progress)
         rows.append(metrics_row(weight, run_dir.read_metrics()))
         loaded = load_run(run_dir.path)
-        test = loaded.split.test
-        x = embed(loaded.model, torch.from_numpy(loaded.data.x[test]), device=loaded.device).numpy()
-        panels.append((weight, x, loaded.data.y[test]))
+        panels.append((weight, loaded.embed(loaded.split.test), loaded.data.y[loaded.split.test]))
     df = pd.DataFrame(rows)
     fig = embeddings_figure(panels)
     atomic_write(out / "embeddings.png", lambda f: fig.savefig(f, dpi=110, format="png"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Mapping
 
 from torch.utils.tensorboard import SummaryWriter
 
+from .atomic import write_text
 from .run_dir import RunDir
 
 __all__ = ["RunLogger"]
@@ -30,10 +32,11 @@ class RunLogger:
         if resume_step is not None and self.csv_path.exists():
             with self.csv_path.open(newline="") as f:
                 kept = [row for row in csv.DictReader(f) if int(row["step"]) <= resume_step]
-            with self.csv_path.open("w", newline="") as f:
-                writer = csv.DictWriter(f, _FIELDS)
-                writer.writeheader()
-                writer.writerows(kept)
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, _FIELDS)
+            writer.writeheader()
+            writer.writerows(kept)
+            write_text(self.csv_path, text.getvalue())  # a crash here keeps the old log, never half of it
         is_new = not self.csv_path.exists()
         self._file = self.csv_path.open("a", newline="")
         self._csv = csv.DictWriter(self._file, _FIELDS)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from metricbench.eval import UMAP_COORDS
 from metricbench.eval.plot_drawing import class_colors
-from metricbench.eval.plot_writers import UMAP_COORDS
 
 from ..atomic import atomic_write
 from ..run_dir import RunDir
