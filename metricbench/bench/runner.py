@@ -59,7 +59,8 @@ def _cell_jobs(todo: list[tuple[Cell, str]], runs: Path, imports: tuple[str, ...
             save_config(cell.config, config_file)
             args = ("--config", str(config_file), "--overwrite")
         argv = _metricbench("train", "--no-progress", "--out", str(run_dir), *args, imports=imports, nproc=nproc)
-        jobs.append(Job(cell.key, argv, runs / "logs" / f"{name}.log"))
+        cli = argv[argv.index("metricbench") + 1:] if nproc == 1 else None  # one process: forked, preloaded
+        jobs.append(Job(cell.key, argv, runs / "logs" / f"{name}.log", cli))
     return jobs
 
 

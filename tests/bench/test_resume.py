@@ -35,13 +35,18 @@ def bench(spec: Path, root: Path) -> list[str]:
 
 
 def processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line or open files name `text` (a forked job's command line is its forkserver's)."""
     found = []
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
         try:
-            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(int(entry.name))
+            named = [(entry / "cmdline").read_bytes().decode(errors="replace")]
+            named += [os.readlink(fd) for fd in (entry / "fd").iterdir()]
         except OSError:
             continue
+        if any(text in name for name in named):
+            found.append(int(entry.name))
     return found
 
 
