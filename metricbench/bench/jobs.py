@@ -9,7 +9,7 @@ with their agent in the same way, see `metricbench.distributed`).
 
 A job that is one `metricbench` command in one process (`Job.cli`) is forked from a forkserver that
 has imported metricbench, torch, FAISS, scikit-learn and umap-learn once; started as a new interpreter,
-each run paid those imports again (`make run`: 2 min 40 s forked, 3 min 3 s to 3 min 23 s otherwise,
+each run paid those imports again (`make run`: 2 min 10 s to 2 min 40 s forked, 3 min 3 s to 3 min 23 s otherwise,
 same numbers). Other jobs (tuning studies, torchrun launches) start as `python -m ...` processes.
 """
 
