@@ -11,7 +11,8 @@ from .clustering import ami, kmeans_assignment, nmi
 from .distance_stats import class_distance_stats
 from .knn import knn_search, knn_search_chunks
 from .pairs import PairDistances, pair_distances
-from .plot_writers import PLOT_FILES, UMAP_COORDS, plot_class_margins, plot_distance_histograms, plot_umap, write_eval_plots
+from .plot_writers import (PLOT_FILES, UMAP_COORDS, plot_class_margins, plot_distance_histograms, plot_umap,
+                           write_eval_plots)
 from .projector import export_projector, write_projector_tsv
 from .retrieval import map_at_r, precision_at_1, r_precision, recall_at_k
 from .retrieval_suite import Neighbors, retrieval_metrics, retrieval_metrics_and_neighbors

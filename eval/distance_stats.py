@@ -14,7 +14,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.metrics import silhouette_score
 
-from .inputs import check_metric, check_int, l2_normalized, to_float32_matrix, to_int_labels
+from .inputs import check_int, check_metric, l2_normalized, to_float32_matrix, to_int_labels
 
 __all__ = ["class_distance_stats"]
 

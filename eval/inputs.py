@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["DISTANCES", "check_int", "check_metric", "l2_normalized", "labelled_sets", "to_float32_matrix", "to_int_labels"]
+__all__ = [
+    "DISTANCES", "check_int", "check_metric", "l2_normalized", "labelled_sets", "to_float32_matrix", "to_int_labels",
+]
 
 DISTANCES = ("l2", "cosine")  # the distances every eval function accepts as `metric`
 
@@ -25,13 +27,12 @@ def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | 
     `name` otherwise (bools are not ints here)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    low_ok, high_ok = minimum is None or value >= minimum, maximum is None or value <= maximum
-    if minimum is not None and maximum is not None and not (low_ok and high_ok):
-        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {value}")
-    if not low_ok:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if not high_ok:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if maximum is None:
+            expected = f">= {minimum}"
+        else:
+            expected = f"<= {maximum}" if minimum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be {expected}, got {value}")
     return int(value)
 
 

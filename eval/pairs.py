@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .inputs import check_metric, check_int, l2_normalized, to_float32_matrix, to_int_labels
+from .inputs import check_int, check_metric, l2_normalized, to_float32_matrix, to_int_labels
 
 __all__ = ["PairDistances", "pair_distances"]
 

@@ -24,9 +24,9 @@ from numpy.typing import ArrayLike
 from metricbench.atomic import write_files_atomically
 
 from .distance_stats import class_distance_stats
-from .plot_drawing import class_margin_figure, distance_histogram_figure, umap_figure
 from .inputs import check_int, check_metric, to_float32_matrix, to_int_labels
 from .pairs import pair_distances
+from .plot_drawing import class_margin_figure, distance_histogram_figure, umap_figure
 from .retrieval_suite import Neighbors
 from .umap_projection import umap_2d
 

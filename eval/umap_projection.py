@@ -2,7 +2,8 @@
 
 `umap_2d` draws at most `max_points` rows (stratified by class when labels are given), finds each
 row's exact nearest neighbours with `knn_search` (the project's one FAISS boundary), or takes them
-from the evaluation's own search when every row is projected, and hands that graph to umap-learn, which then only builds the fuzzy graph and optimises the layout. It returns
+from the evaluation's own search when every row is projected, and hands that graph to umap-learn,
+which then only builds the fuzzy graph and optimises the layout. It returns
 coordinates and the rows they belong to, so a benchmark can compute many projections and draw them
 in a grid later; drawing lives in `plot_drawing.py`, writing the PNGs in `plot_writers.py`.
 
@@ -26,7 +27,7 @@ import warnings
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .inputs import check_metric, check_int, to_float32_matrix, to_int_labels
+from .inputs import check_int, check_metric, to_float32_matrix, to_int_labels
 from .knn import knn_search
 from .retrieval_suite import Neighbors
 

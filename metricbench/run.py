@@ -27,9 +27,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, load_config, save_config
 from .data import Dataset, Split, load_dataset, load_split, make_split, save_split, validation_split
 from .distributed import DistributedContext, all_gather_rows, current_context, process_group, run_on_main
+from .evaluation import check_evaluable, evaluate, projector_metadata, write_evaluation
 from .logger import RunLogger
 from .models import EmbeddingNet, build_model
-from .evaluation import check_evaluable, evaluate, projector_metadata, write_evaluation
 from .output_dir import make_out_dir
 from .run_dir import RunDir
 from .sampling import rank_share
@@ -122,10 +122,11 @@ def train_run(config: ExperimentConfig | None, out: str | os.PathLike, *, resume
     """
     out = Path(out)
     if resume:
-        if not RunDir(out).checkpoint.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume in {str(out)!r} (expected "
-                                    f"{RunDir(out).checkpoint.name})")
-        config = load_config(RunDir(out).config)
+        run = RunDir(out)
+        if not run.checkpoint.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume in {str(out)!r} "
+                                    f"(expected {run.checkpoint.name})")
+        config = load_config(run.config)
     elif config is None:
         raise ValueError("config is required unless resume=True")
     with process_group(resolve_device(config.train.device)) as (ranks, device):
