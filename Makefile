@@ -12,7 +12,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing pinned requirements into $(VENV) (torch is the local CPU wheel)"
+	@echo "installing pinned requirements into $(VENV) (torch and torchvision: the CUDA builds, which also run on the CPU)"
 	$(PY) -m pip install --quiet --requirement requirements.lock 2> >(grep -v "is ignored: it is neither" >&2)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable . 2> >(grep -v "is ignored: it is neither" >&2)
 	@touch $@

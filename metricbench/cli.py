@@ -158,6 +158,30 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://host/db (default: SQLite under --runs)")
 
 
+def _add_download(sub: argparse._SubParsersAction) -> None:
+    from .data.download import download_summaries
+
+    names = download_summaries()
+    p = sub.add_parser("download", help="download CUB-200-2011 or Stanford Online Products (checked, resumable)",
+                       description="Download a benchmark's public archive into DIR (resuming a partial download), "
+                       "check its size and SHA-256, extract it, and print the --dataset spec to use. A dataset "
+                       "already extracted there is not downloaded again. For datasets without a public archive, "
+                       "print where to get them and the layout metricbench expects (exit 2).",
+                       epilog="datasets:\n" + "".join(f"  {n:8s} {line}\n" for n, line in names.items())
+                       + "\nexample: metricbench download cub200 ~/data   (then --dataset cub200:~/data/CUB_200_2011)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=list(names), metavar="NAME", help=", ".join(names))
+    p.add_argument("directory", type=Path, metavar="DIR", help="folder to download and extract into (created if "
+                   "missing); the dataset lands in a sub-folder")
+    p.add_argument("--url", help="download from this http(s) mirror instead; the size and SHA-256 checks still apply")
+    p.add_argument("--expect", metavar="SIZE:SHA256", help="with --url: the size in bytes and SHA-256 of the "
+                   "mirror's archive, when it is not byte-identical to the original (a repack)")
+    p.add_argument("--delete-archive", action="store_true",
+                   help="delete the archive once extracted (default: keep it, so the folder can be re-extracted "
+                   "without downloading)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metricbench",
@@ -168,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_run_tools(sub)
     _add_bench(sub)
+    _add_download(sub)
     return parser
 
 
@@ -215,17 +240,17 @@ def _eval(args: argparse.Namespace) -> int:
         check_out_dir(args.out)
     options = {k: v for k, v in (("metric", args.metric), ("ks", tuple(args.ks) if args.ks else None)) if v is not None}
     options.update(full_map=args.full_map, plots=not args.no_plots)
-    images, rows, split, seed = None, None, None, 0
+    images, rows, split, seed, queries = None, None, None, 0, None
     if args.run is not None:
         from .run import load_run
 
         run = load_run(args.run, device=args.device)
-        config = dataclasses.replace(run.config.eval, **options)
-        rows, split, seed = getattr(run.split, args.split), args.split, run.config.seed
+        config = run.eval_config(args.split, **options)
+        rows, split, seed, queries = getattr(run.split, args.split), args.split, run.config.seed, run.queries(args.split)
         labels, class_names = run.data.y[rows], run.data.class_names
-        check_evaluable(labels, config.ks, labels_name=f"the run's {args.split} split", ks_name="--ks")
-        embeddings = run.embed(rows)
-        images = run.data.x[rows] if run.data.kind == "image" else None
+        check_evaluable(labels, config.ks, labels_name=f"the run's {args.split} split", ks_name="--ks", queries=queries)
+        embeddings = run.embed(rows, progress=True)
+        images = run.inputs.thumbnails(rows) if config.export and args.out is not None else None
     else:
         from .embedding_files import load_embeddings
 
@@ -234,7 +259,7 @@ def _eval(args: argparse.Namespace) -> int:
         embeddings, labels, class_names = data.x, data.y, data.class_names
         labels_name = "--labels" if args.labels is not None else f"the labels of --embeddings {str(args.embeddings)!r}"
         check_evaluable(labels, config.ks, labels_name=labels_name, ks_name="--ks")
-    evaluation = evaluate(embeddings, labels, config)  # everything is computed before anything is written
+    evaluation = evaluate(embeddings, labels, config, queries=queries)  # computed before anything is written
     if args.out is not None:
         make_out_dir(args.out, exist_ok=True)
         write_evaluation(args.out, evaluation, config, class_names=class_names, images=images, rows=rows, split=split,
@@ -250,8 +275,8 @@ def _export(args: argparse.Namespace) -> int:
     out = args.out or args.run / f"export-{args.split}"
     check_out_dir(out)
     run = load_run(args.run, device=args.device)
-    paths = export_rows(run.model, run.data, getattr(run.split, args.split), out, device=run.device,
-                        metric=run.config.eval.metric, split_name=args.split)
+    paths = export_rows(run, getattr(run.split, args.split), out, metric=run.config.eval.metric,
+                        split_name=args.split)
     for path in paths.values():
         print(path)
     return 0
@@ -331,8 +356,30 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(args: argparse.Namespace) -> int:
+    from .data.download import download_dataset
+
+    expected = None
+    if args.expect is not None:
+        if args.url is None:
+            raise ValueError("--expect gives the size and SHA-256 of a --url mirror's archive; give --url too")
+        size, _, digest = args.expect.partition(":")
+        if not (size.isdigit() and digest):
+            raise ValueError(f"--expect must be SIZE:SHA256 (bytes, 64 hex digits), got {args.expect!r}")
+        expected = (int(size), digest)
+    try:
+        folder = download_dataset(args.name, args.directory, url=args.url, expected=expected,
+                                  keep_archive=not args.delete_archive, progress=not args.no_progress)
+    except ConnectionError as err:  # the network, not the input: exit 1, and the part file is kept for a rerun
+        print(f"metricbench download: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.name} is ready in {folder}")
+    print(f"use it with: --dataset {shlex.quote(f'{args.name}:{folder}')}")
+    return 0
+
+
 _COMMANDS = {"train": _train, "eval": _eval, "export": _export, "datasets": _datasets, "losses": _losses,
-             "bench": _bench, "tune": _tune}
+             "bench": _bench, "tune": _tune, "download": _download}
 
 
 def _import(module: str) -> None:

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 import tomli_w
 
 from .atomic import atomic_write
+from .data.image_transforms import COLOR_MODES
+from .data.splits import PROTOCOLS
 from .models import ModelConfig
 from .typed_config import config_from_dict, read_toml
 
@@ -35,34 +37,64 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data and how it is split.
+    """Which data, how it is split, and how photos are decoded.
 
     Attributes:
-        dataset: `mnist5k`, `digits`, `npz:PATH`, `idx:DIR`, `folder:DIR`, `csv:PATH` or `parquet:PATH`;
-            a relative PATH/DIR is made absolute (from the working directory) when the config is built.
-        protocol: `closed` (same classes in train/val/test) or `open` (test classes unseen in training).
-        val_fraction: share of the (training classes') samples held out for validation.
+        dataset: a spec of `metricbench.data.load_dataset` (`mnist5k`, `npz:PATH`, `cub200:DIR`, ...); a
+            relative PATH/DIR is made absolute (from the working directory) when the config is built.
+        protocol: `closed` (same classes in train/val/test), `open` (test classes unseen in training),
+            `standard` (the dataset's own split: CUB, Cars, SOP, In-Shop, a table's split column), or
+            `auto`: `standard` for datasets with their own split, else `closed`.
+        val_fraction: share held out for validation: of the rows (of the training classes for `open`),
+            default 0.1; for `standard`, of the training *classes* (class-disjoint, as in A Metric
+            Learning Reality Check), default 0.25.
         test_fraction: share held out for test (closed protocol only).
         label_column: label column of CSV/Parquet files.
         feature_columns: feature columns of CSV/Parquet files (default: every other numeric column).
-        image_size: (height, width) to resize folder images to (default: all must share one size).
         holdout: what the run is evaluated on: `test`, or `validation` for hyperparameter search — the
             test rows are then never used; the train and val rows are split again with the same
-            protocol (class-disjoint for `open`) and the run is evaluated on that held-out part.
+            protocol (class-disjoint for `open` and `standard`) and the run is evaluated on that held-out part.
+        image_size: (height, width) of the photos the model sees (streamed sources only; default 224x224).
+        crop_scale: RandomResizedCrop's range of crop areas for training photos.
+        crop_boxes: crop photos to the dataset's bounding boxes first (CUB, Cars).
+        color: `rgb` or `gray` photos.
+        mean, std: per-channel input normalisation; default: ImageNet's for photos, the training
+            split's statistics for in-memory data.
+        skip_bad_images: leave unreadable photos out of training batches (counted and warned) instead of
+            stopping with the file's name.
     """
 
     dataset: str = "mnist5k"
-    protocol: str = "closed"
-    val_fraction: float = 0.1
+    protocol: str = "auto"
+    val_fraction: float | None = None
     test_fraction: float = 0.2
     label_column: str = "label"
     feature_columns: tuple[str, ...] | None = None
-    image_size: tuple[int, int] | None = None
     holdout: str = "test"
+    image_size: tuple[int, int] | None = None
+    crop_scale: tuple[float, float] = (0.16, 1.0)
+    crop_boxes: bool = False
+    color: str = "rgb"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    skip_bad_images: bool = False
 
     def __post_init__(self) -> None:
         if self.holdout not in ("test", "validation"):
             raise ValueError(f"data.holdout must be test or validation; got {self.holdout!r}")
+        if self.protocol not in ("auto", *PROTOCOLS):
+            raise ValueError(f"data.protocol must be one of auto, {', '.join(PROTOCOLS)}; got {self.protocol!r}")
+        if self.color not in COLOR_MODES:
+            raise ValueError(f"data.color must be one of {', '.join(COLOR_MODES)}; got {self.color!r}")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
+            raise ValueError(f"data.image_size must be [height, width], both >= 1; got {list(self.image_size)}")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"data.crop_scale must be [low, high] with 0 < low <= high <= 1; got {list(self.crop_scale)}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("data.mean and data.std must be given together")
+        if self.std is not None and (len(self.std) != len(self.mean) or min(self.std) <= 0):
+            raise ValueError(f"data.std must have one value > 0 per data.mean value; got mean {list(self.mean)}, "
+                             f"std {list(self.std)}")
         # The saved config names the same files from any working directory (eval/export of a run elsewhere).
         object.__setattr__(self, "dataset", _absolute_dataset(self.dataset))
 
@@ -143,6 +175,8 @@ class TrainConfig:
         m_per_class: m for the m-per-class sampler (default: the smallest m that fills a batch).
         device: `auto` (CUDA when present), `cpu` or `cuda`.
         log_every: steps between logged scalars.
+        num_workers: processes decoding streamed photos (default: one per core, at most 8; 0 decodes in
+            the training process). In-memory data needs none.
     """
 
     epochs: int = 10
@@ -151,6 +185,7 @@ class TrainConfig:
     m_per_class: int | None = None
     device: str = "auto"
     log_every: int = 10
+    num_workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in ("auto", "random", "m-per-class"):
@@ -163,6 +198,8 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be >= 1, got {value}")
         if self.batch_size < 2:
             raise ValueError(f"train.batch_size must be >= 2, got {self.batch_size}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"train.num_workers must be >= 0, got {self.num_workers}")
 
 
 @dataclass(frozen=True)
@@ -178,7 +215,7 @@ class EvalConfig:
     """
 
     metric: str = "l2"
-    ks: tuple[int, ...] = (1, 2, 4, 8)
+    ks: tuple[int, ...] | None = None
     full_map: bool = False
     export: bool = True
     plots: bool = True
@@ -186,7 +223,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.metric not in ("l2", "cosine"):
             raise ValueError(f"eval.metric must be l2 or cosine; got {self.metric!r}")
-        if not self.ks or any(k < 1 for k in self.ks):
+        if self.ks is not None and (not self.ks or any(k < 1 for k in self.ks)):
             raise ValueError(f"eval.ks must be positive ints, got {self.ks}")
 
 

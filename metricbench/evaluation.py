@@ -17,15 +17,17 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from metricbench.eval import (Neighbors, class_distance_stats, export_projector, retrieval_metrics_and_neighbors,
-                              write_eval_plots)
+from metricbench.eval import (Neighbors, class_distance_stats, export_projector, knn_search,
+                              retrieval_metrics_and_neighbors, write_eval_plots)
 from metricbench.eval.umap_projection import UMAP_NEIGHBORS
 
 from .atomic import atomic_write
 from .config import EvalConfig
 from .run_dir import RunDir
 
-__all__ = ["Evaluation", "check_evaluable", "evaluate", "projector_metadata", "write_evaluation"]
+__all__ = ["DEFAULT_KS", "Evaluation", "check_evaluable", "evaluate", "projector_metadata", "write_evaluation"]
+
+DEFAULT_KS = (1, 2, 4, 8)  # Recall@K when neither eval.ks nor the dataset names others
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class Evaluation:
         labels: (N,) int class ids.
         metrics: retrieval and clustering metrics, and `distances`: `class_distance_stats`' summary.
         class_stats: `class_distance_stats`' per-class table (index = label).
-        neighbors: every row's nearest other rows (leave-one-out), `UMAP_NEIGHBORS - 1` columns at most.
+        neighbors: every row's nearest other rows (leave-one-out, whatever the metrics' queries), for the
+            projector and UMAP: `UMAP_NEIGHBORS - 1` columns at most.
     """
 
     embeddings: np.ndarray
@@ -48,30 +51,57 @@ class Evaluation:
 
 
 def check_evaluable(labels: np.ndarray, ks: Sequence[int], *, labels_name: str = "labels",
-                    ks_name: str = "ks") -> None:
-    """Refuse a set that leave-one-out retrieval cannot score, naming the argument at fault.
+                    ks_name: str = "ks", queries: np.ndarray | None = None) -> None:
+    """Refuse a set that retrieval cannot score, naming the argument at fault.
+
+    Args:
+        labels: (N,) labels of the rows.
+        ks: the K of Recall@K.
+        labels_name, ks_name: what messages call them.
+        queries: (N,) bool mask of the query rows, searched against the others (the gallery); None:
+            leave-one-out, every row a query against all the others.
 
     Raises:
-        ValueError: when every label is unique (no query has a relevant item) or a K of Recall@K
-            exceeds the N - 1 other rows each query can retrieve.
+        ValueError: when no query has a relevant item (every label unique in leave-one-out; no query label
+            in the gallery), or a K of Recall@K exceeds the rows each query can retrieve.
     """
     num_rows = len(labels)
-    if num_rows < 2 or np.unique(labels).size == num_rows:
-        raise ValueError(f"{labels_name} must have at least one class with 2 or more rows for leave-one-out "
-                         f"retrieval, got {num_rows} rows with {np.unique(labels).size} distinct labels")
-    if max(ks) > num_rows - 1:
-        raise ValueError(f"{ks_name} must be at most {num_rows - 1} (each of the {num_rows} rows can retrieve "
-                         f"only the {num_rows - 1} others), got {max(ks)}")
+    if queries is None:
+        if num_rows < 2 or np.unique(labels).size == num_rows:
+            raise ValueError(f"{labels_name} must have at least one class with 2 or more rows for leave-one-out "
+                             f"retrieval, got {num_rows} rows with {np.unique(labels).size} distinct labels")
+        gallery, what = num_rows - 1, f"each of the {num_rows} rows can retrieve only the {num_rows - 1} others"
+    else:
+        gallery_labels = labels[~queries]
+        if not np.isin(labels[queries], gallery_labels).any():
+            raise ValueError(f"{labels_name}: no query's label is in the gallery ({int(queries.sum())} queries, "
+                             f"{gallery_labels.size} gallery rows), so no query can be answered")
+        gallery, what = gallery_labels.size, f"the gallery has {gallery_labels.size} rows"
+    if max(ks) > gallery:
+        raise ValueError(f"{ks_name} must be at most {gallery} ({what}), got {max(ks)}")
 
 
-def evaluate(embeddings: np.ndarray, labels: np.ndarray, config: EvalConfig) -> Evaluation:
-    """Leave-one-out retrieval metrics and class distance statistics of (N, D) `embeddings` with (N,) int
-    `labels`, each computed once (see `check_evaluable` for what is refused)."""
-    check_evaluable(labels, config.ks)
-    metrics, neighbors = retrieval_metrics_and_neighbors(
-        embeddings, labels, ks=config.ks, metric=config.metric, full_map=config.full_map,
-        nearest=min(UMAP_NEIGHBORS - 1, len(labels) - 1),
-    )
+def evaluate(embeddings: np.ndarray, labels: np.ndarray, config: EvalConfig, *,
+             queries: np.ndarray | None = None) -> Evaluation:
+    """Retrieval metrics and class distance statistics of (N, D) `embeddings` with (N,) int `labels`, each
+    computed once (see `check_evaluable` for what is refused).
+
+    The metrics are leave-one-out, or with a (N,) bool `queries` mask, those of the query rows searched
+    against the others (In-Shop's query and gallery), as the dataset's papers report them. Distance
+    statistics, projector neighbours and plots use every row.
+    """
+    ks = config.ks or DEFAULT_KS
+    check_evaluable(labels, ks, queries=queries)
+    nearest = min(UMAP_NEIGHBORS - 1, len(labels) - 1)
+    if queries is None:
+        metrics, neighbors = retrieval_metrics_and_neighbors(
+            embeddings, labels, ks=ks, metric=config.metric, full_map=config.full_map, nearest=nearest)
+    else:
+        metrics, _ = retrieval_metrics_and_neighbors(
+            embeddings[~queries], labels[~queries], query_embeddings=embeddings[queries],
+            query_labels=labels[queries], ks=ks, metric=config.metric, full_map=config.full_map)
+        distances, indices = knn_search(embeddings, k=nearest, metric=config.metric)
+        neighbors = Neighbors(distances, indices)
     summary, class_stats = class_distance_stats(embeddings, labels, metric=config.metric)
     metrics["distances"] = summary
     return Evaluation(np.asarray(embeddings, dtype=np.float32), labels, metrics, class_stats, neighbors)

@@ -104,8 +104,10 @@ ARCHITECTURES = {"mlp": MLP, "cnn": SmallCNN, "lenetpp": LeNetPP}
 
 
 class EmbeddingNet(nn.Module):
-    """Standardise the input with statistics of the training split, run the backbone, optionally
-    L2-normalise. The statistics are buffers, so a checkpoint embeds new data on its own."""
+    """Standardise the input with statistics of the training split (or ImageNet's, for photos), run the
+    backbone, optionally L2-normalise. The statistics are buffers, so a checkpoint embeds new data on its own.
+    uint8 images (streamed photos) are scaled to [0, 1] first, here rather than in the decoding workers,
+    so that a quarter of float32's bytes travels from the workers and to the device."""
 
     def __init__(self, backbone: nn.Module, mean: Tensor, std: Tensor, normalize: bool = False) -> None:
         super().__init__()
@@ -115,7 +117,9 @@ class EmbeddingNet(nn.Module):
         self.normalize = normalize
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, ...) inputs → (B, D) embeddings."""
+        """(B, ...) inputs (float, or uint8 images 0-255) → (B, D) embeddings."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
         z = self.backbone((x - self.mean) / self.std)
         return F.normalize(z, dim=1) if self.normalize else z
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,36 +25,22 @@ from metricbench.losses import EmbeddingLoss, build_loss
 
 from .atomic import write_json
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ExperimentConfig, load_config, save_config
-from .data import Dataset, Split, load_dataset, load_split, make_split, save_split, validation_split
-from .distributed import DistributedContext, all_gather_rows, current_context, process_group, run_on_main
-from .evaluation import check_evaluable, evaluate, projector_metadata, write_evaluation
+from .config import EvalConfig, ExperimentConfig, load_config, save_config
+from .data import Dataset, Split, load_split, save_split, validation_split
+from .data.image_files import ImageFiles
+from .distributed import DistributedContext, process_group, run_on_main
+from .evaluation import DEFAULT_KS, check_evaluable, evaluate, projector_metadata, write_evaluation
 from .logger import RunLogger
 from .models import EmbeddingNet, build_model
 from .output_dir import make_out_dir
 from .run_dir import RunDir
-from .sampling import rank_share
-from .trainer import Trainer, embed, resolve_device
+from .run_inputs import RunInputs, load_inputs
+from .trainer import Trainer, resolve_device
 
 __all__ = ["LoadedRun", "export_rows", "load_run", "train_run"]
 
 
-def _load_data(config: ExperimentConfig) -> Dataset:
-    d = config.data
-    return load_dataset(d.dataset, label_column=d.label_column, feature_columns=d.feature_columns, image_size=d.image_size)
-
-
-def _input_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardisation statistics of the training rows: per channel for images, per feature for vectors."""
-    axes = (0, 2, 3) if x.ndim == 4 else (0,)
-    mean = torch.from_numpy(x.mean(axis=axes, dtype=np.float64))
-    std = torch.from_numpy(x.std(axis=axes, dtype=np.float64))
-    if x.ndim == 4:
-        mean, std = mean[:, None, None], std[:, None, None]
-    return mean, std
-
-
-def _saved_split(run: RunDir, data: Dataset) -> Split:
+def _saved_split(run: RunDir, data: Dataset | ImageFiles) -> Split:
     """The run's split, refused when the data is no longer what the run was made from."""
     split = load_split(run.split)
     rows = len(split.train) + len(split.val) + len(split.test)
@@ -67,7 +54,7 @@ def _saved_split(run: RunDir, data: Dataset) -> Split:
     return split
 
 
-def _rows_used(config: ExperimentConfig, data: Dataset, split: Split) -> Split:
+def _rows_used(config: ExperimentConfig, data: Dataset | ImageFiles, split: Split) -> Split:
     """The split a run trains and evaluates on: the saved one, or for `data.holdout = "validation"` the
     split of its train and val rows that `validation_split` derives (split.npz keeps the full split)."""
     if config.data.holdout == "test":
@@ -76,18 +63,29 @@ def _rows_used(config: ExperimentConfig, data: Dataset, split: Split) -> Split:
                             test_fraction=config.data.test_fraction)
 
 
-def _build(config: ExperimentConfig, data: Dataset, split: Split) -> tuple[EmbeddingNet, EmbeddingLoss]:
+def _eval_config(config: EvalConfig, data: Dataset | ImageFiles, rows: np.ndarray,
+                 queries: np.ndarray | None) -> EvalConfig:
+    """`config` with its Recall@K set: `eval.ks`, or the dataset's usual ones (CUB 1/2/4/8, SOP 1/10/100/1000,
+    ...), leaving out those larger than the gallery of `rows` (with a warning)."""
+    if config.ks is not None:
+        return config
+    ks = getattr(data, "recall_ks", DEFAULT_KS)
+    gallery = len(rows) - 1 if queries is None else int((~queries).sum())
+    kept = tuple(k for k in ks if k <= gallery) or (1,)
+    if kept != ks:
+        warnings.warn(f"eval.ks: the usual Recall@{'/'.join(map(str, ks))} of {data.name!r} leaves out "
+                      f"K > {gallery}, the neighbours each test query can have; reporting Recall@"
+                      f"{'/'.join(map(str, kept))}", RuntimeWarning, stacklevel=2)
+    return dataclasses.replace(config, ks=kept)
+
+
+def _build(config: ExperimentConfig, inputs: RunInputs, num_classes: int) -> tuple[EmbeddingNet, EmbeddingLoss]:
     torch.manual_seed(config.seed)  # fixes the initial weights of model and loss
-    mean, std = _input_stats(data.x[split.train])
-    model = build_model(config.model, input_shape=data.x.shape[1:], mean=mean, std=std)
+    model = build_model(config.model, input_shape=inputs.input_shape, mean=inputs.mean, std=inputs.std)
     loss_fn = build_loss(
-        config.loss.name, num_classes=data.num_classes, embedding_dim=config.model.embedding_dim, **config.loss.options
+        config.loss.name, num_classes=num_classes, embedding_dim=config.model.embedding_dim, **config.loss.options
     )
     return model, loss_fn
-
-
-def _rows(data: Dataset, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(data.x[rows]), torch.from_numpy(data.y[rows])
 
 
 def _prepare_out(out: Path, *, overwrite: bool) -> None:
@@ -139,15 +137,15 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
                         resume: bool, overwrite: bool, stop_after_epochs: int | None, progress: bool) -> dict[str, Any]:
     # Everything that can fail on bad input happens before the run directory is touched.
     run = RunDir(out)
-    data = _load_data(config)
-    full_split = _saved_split(run, data) if resume else dataclasses.replace(make_split(
-        data.y, protocol=config.data.protocol, seed=config.seed,
-        val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
-    ), fingerprint=data.fingerprint)
+    inputs = load_inputs(config)
+    data = inputs.data
+    full_split = _saved_split(run, data) if resume else inputs.split(config)
     split = _rows_used(config, data, full_split)
-    check_evaluable(data.y[split.test], config.eval.ks, labels_name=f"the {len(split.test)} test rows' labels",
-                    ks_name="eval.ks")
-    model, loss_fn = _build(config, data, split)
+    eval_config = _eval_config(config.eval, data, split.test, _query_mask(split))
+    check_evaluable(data.y[split.test], eval_config.ks, labels_name=f"the {len(split.test)} test rows' labels",
+                    ks_name="eval.ks", queries=_query_mask(split))
+    inputs = inputs.with_statistics(config, split.train)
+    model, loss_fn = _build(config, inputs, data.num_classes)
     trainer = Trainer(model, loss_fn, optim=config.optim, train=config.train, labels=data.y[split.train],
                       seed=config.seed, device=device)
     history: list[dict[str, Any]] = []
@@ -163,8 +161,8 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
 
         run_on_main(prepare)  # an existing --out fails every rank, not only rank 0
 
-    x_train, y_train = _rows(data, split.train)
-    x_val, y_val = _rows(data, split.val)
+    training_rows = inputs.training_rows(split.train, seed=config.seed, skip_bad_images=config.data.skip_bad_images,
+                                         device=device)
     started, epochs_this_call, saved_epoch = time.perf_counter(), 0, trainer.epoch
     logger = RunLogger(out, resume_step=trainer.step if resume else None) if ranks.is_main else None  # rank 0 logs
 
@@ -177,13 +175,15 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
             while trainer.epoch < config.train.epochs:
                 if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
                     return {"test": {}, "history": history, "stopped_after_epoch": trainer.epoch}
-                means = trainer.train_epoch(x_train, y_train, log=lambda s, v: log(s, trainer.epoch + 1, v),
+                means = trainer.train_epoch(training_rows, log=lambda s, v: log(s, trainer.epoch + 1, v),
                                             progress=progress)
                 record = {"epoch": trainer.epoch, **{f"train_{k}": v for k, v in means.items()}}
+                if getattr(training_rows, "skipped", None):
+                    record["train_skipped_images"] = len(training_rows.skipped)
                 if len(split.val) > 1:
-                    val_embeddings = _embed_shared(model, x_val, device)  # every rank takes part
+                    val_embeddings = inputs.embed(model, split.val, device)  # every rank takes part
                     if ranks.is_main:
-                        val = retrieval_metrics(val_embeddings, y_val, ks=(1,), metric=config.eval.metric)
+                        val = retrieval_metrics(val_embeddings, data.y[split.val], ks=(1,), metric=config.eval.metric)
                         record.update({f"val_{k}": v for k, v in val.items()})
                 log(trainer.step, trainer.epoch, {k.replace("_", "/", 1): v for k, v in record.items() if k != "epoch"})
                 history.append(record)
@@ -198,63 +198,68 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
             raise
     train_seconds = time.perf_counter() - started
 
-    embeddings = _embed_rows(model, data, split.test, device)  # every rank embeds a share; all get every row
+    embeddings = inputs.embed(model, split.test, device, progress=progress)  # every rank embeds a share of the rows
     if not ranks.is_main:
         return {}
-    test = _evaluate(embeddings, data, split.test, config, out_dir=out, split_name="test", progress=progress)
+    test = _evaluate(embeddings, inputs, split, eval_config, seed=config.seed, out_dir=out, progress=progress)
     metrics = {"test": test, "history": history, "epochs": trainer.epoch, "train_seconds_this_call": round(train_seconds, 3),
                "num_classes": data.num_classes, "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}}
     write_json(metrics, run.metrics)  # last: a metrics.json marks the run complete
     return metrics
 
 
-def _embed_shared(model: EmbeddingNet, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """(N, ...) inputs → (N, D) embeddings on the CPU, in row order. Under torchrun each rank embeds a
-    contiguous share and every rank receives all rows (eval mode: a row's embedding does not depend on
-    the others, so this equals embedding all rows in one process)."""
-    ranks = current_context()
-    if not ranks.distributed or len(x) < ranks.world_size:
-        return embed(model, x, device=device)
-    rows = rank_share(np.arange(len(x)), rank=ranks.rank, world_size=ranks.world_size)
-    return all_gather_rows(embed(model, x[rows], device=device).to(device)).cpu()
+def _query_mask(split: Split) -> np.ndarray | None:
+    """Which test rows are queries (In-Shop), as a mask over `split.test`; None for leave-one-out."""
+    return None if split.queries is None else np.isin(split.test, split.queries)
 
 
-def _embed_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, device: torch.device) -> np.ndarray:
-    return _embed_shared(model, torch.from_numpy(data.x[rows]), device).numpy()
-
-
-def _evaluate(embeddings: np.ndarray, data: Dataset, rows: np.ndarray, config: ExperimentConfig, *,
-              out_dir: Path | None, split_name: str, progress: bool) -> dict[str, Any]:
-    evaluation = evaluate(embeddings, data.y[rows], config.eval)
+def _evaluate(embeddings: np.ndarray, inputs: RunInputs, split: Split, config: EvalConfig, *, seed: int,
+              out_dir: Path | None, progress: bool, split_name: str = "test") -> dict[str, Any]:
+    data, rows = inputs.data, split.test
+    evaluation = evaluate(embeddings, data.y[rows], config, queries=_query_mask(split))
     if out_dir is not None:
-        write_evaluation(out_dir, evaluation, config.eval, class_names=data.class_names,
-                         images=data.x[rows] if data.kind == "image" else None, rows=rows, split=split_name,
-                         seed=config.seed, progress=progress)
+        write_evaluation(out_dir, evaluation, config, class_names=data.class_names,
+                         images=inputs.thumbnails(rows) if config.export else None, rows=rows, split=split_name,
+                         seed=seed, progress=progress)
     return evaluation.metrics
 
 
-def export_rows(model: EmbeddingNet, data: Dataset, rows: np.ndarray, out_dir: Path, *, device: torch.device,
-                metric: str = "l2", split_name: str = "test") -> dict[str, Path]:
+def export_rows(run: LoadedRun, rows: np.ndarray, out_dir: Path, *, metric: str = "l2",
+                split_name: str = "test") -> dict[str, Path]:
     """Embedding Projector files of the given rows: vectors, metadata (class, nearest neighbour), config, sprite."""
-    embeddings = _embed_rows(model, data, rows, device)
+    embeddings = run.embed(rows)
     _, nearest = knn_search(embeddings, k=1, metric=metric)
+    data = run.inputs.data
     metadata = projector_metadata(data.y[rows], nearest[:, 0], data.class_names, rows=rows, split=split_name)
-    return export_projector(out_dir, embeddings, metadata, images=data.x[rows] if data.kind == "image" else None)
+    return export_projector(out_dir, embeddings, metadata, images=run.inputs.thumbnails(rows))
 
 
 @dataclass(frozen=True)
 class LoadedRun:
-    """A finished (or checkpointed) run, ready to embed: its config, data, split and trained model."""
+    """A finished (or checkpointed) run, ready to embed: its config, inputs, split and trained model."""
 
     config: ExperimentConfig
-    data: Dataset
+    inputs: RunInputs
     split: Split
     model: EmbeddingNet
     device: torch.device
 
-    def embed(self, rows: np.ndarray) -> np.ndarray:
+    @property
+    def data(self) -> Dataset | ImageFiles:
+        return self.inputs.data
+
+    def embed(self, rows: np.ndarray, *, progress: bool = False) -> np.ndarray:
         """(len(rows), D) embeddings of the data's `rows`, in order."""
-        return _embed_rows(self.model, self.data, rows, self.device)
+        return self.inputs.embed(self.model, rows, self.device, progress=progress)
+
+    def queries(self, split_name: str) -> np.ndarray | None:
+        """Query mask over the rows of split `split_name`: the test split of a query/gallery dataset has one."""
+        return _query_mask(self.split) if split_name == "test" else None
+
+    def eval_config(self, split_name: str, **options: Any) -> EvalConfig:
+        """The run's eval config with `options` replaced and Recall@K resolved for split `split_name`."""
+        config = dataclasses.replace(self.config.eval, **options)
+        return _eval_config(config, self.data, getattr(self.split, split_name), self.queries(split_name))
 
 
 def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
@@ -263,9 +268,10 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
     if not run.config.is_file():
         raise FileNotFoundError(f"{str(run.path)!r} is not a run directory (no {run.config.name})")
     config = load_config(run.config)
-    data = _load_data(config)
-    split = _rows_used(config, data, _saved_split(run, data))
-    model, _ = _build(config, data, split)
+    inputs = load_inputs(config)
+    split = _rows_used(config, inputs.data, _saved_split(run, inputs.data))
+    inputs = inputs.with_statistics(config, split.train)
+    model, _ = _build(config, inputs, inputs.data.num_classes)
     model.load_state_dict(load_checkpoint(run.checkpoint)["model"])
     torch_device = resolve_device(device)
-    return LoadedRun(config, data, split, model.to(torch_device).eval(), torch_device)
+    return LoadedRun(config, inputs, split, model.to(torch_device).eval(), torch_device)

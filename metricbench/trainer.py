@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from .distributed import current_context, mean_across_ranks
 from .global_batchnorm import convert_batchnorm
 from .sampling import epoch_batches, rank_share, rows_per_rank
 
-__all__ = ["Trainer", "build_optimizer", "embed", "resolve_device"]
+__all__ = ["BatchSource", "TensorRows", "Trainer", "build_optimizer", "embed", "resolve_device"]
 
 _DDP_OPTIONS = inspect.signature(DistributedDataParallel).parameters
 
@@ -77,6 +77,25 @@ def embed(model: nn.Module, x: Tensor, *, device: torch.device, batch_size: int 
     out = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(out)
+
+
+class BatchSource(Protocol):
+    """Where the training rows come from: in memory (`TensorRows`) or decoded from disk
+    (`metricbench.data.image_loading.StreamedImages`)."""
+
+    def epoch(self, batches: list[np.ndarray], epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield (inputs, labels) for each batch of training-row indices, in order."""
+        ...
+
+
+class TensorRows:
+    """Training rows held in memory as CPU tensors: a batch is an index into them."""
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        self.x, self.y = x, y
+
+    def epoch(self, batches: list[np.ndarray], epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        return ((self.x[idx], self.y[idx]) for idx in batches)
 
 
 class _ModelAndLoss(nn.Module):
@@ -157,26 +176,27 @@ class Trainer:
         # (with 2 processes it never happens: the sampler already drops one-row batches).
         return [b for b in batches if len(b) >= self.ranks.world_size]
 
-    def train_epoch(self, x: Tensor, y: Tensor, log: Callable[[int, dict[str, float]], None] | None = None,
+    def train_epoch(self, rows: BatchSource, log: Callable[[int, dict[str, float]], None] | None = None,
                     progress: bool = True) -> dict[str, float]:
-        """One pass over the training rows `x`, `y` (CPU tensors); returns the epoch's mean loss and parts
-        (of the global batches, on every rank)."""
+        """One pass over the training rows (`TensorRows(x, y)` for CPU tensors); returns the epoch's mean
+        loss and parts (of the global batches, on every rank)."""
         cfg = self.train_config
         ranks = self.ranks
         self.network.train()
         sums: dict[str, Tensor] = {}
         batches = self.batches(self.epoch)
-        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (progress and ranks.is_main), unit="batch")
-        for batch in bar:
-            idx = rank_share(batch, rank=ranks.rank, world_size=ranks.world_size)  # the whole batch in one process
-            xb = x[idx].to(self.device, non_blocking=True)
-            yb = y[idx].to(self.device, non_blocking=True)
+        shares = [rank_share(b, rank=ranks.rank, world_size=ranks.world_size) for b in batches]  # one process: b
+        bar = tqdm(zip(batches, rows.epoch(shares, self.epoch)), total=len(batches),
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and ranks.is_main),
+                   unit="batch")
+        for batch, (xb, yb) in bar:
+            xb = xb.to(self.device, non_blocking=True)
+            yb = yb.to(self.device, non_blocking=True)
             embeddings, out = self.network(xb, yb)
             # Weight this rank's loss by W·b_r/B (1 in one process, and whenever shares are equal): a local
             # per-sample mean then contributes b_r/B of the global mean after DDP's average over W ranks, and
             # a loss every rank computes on the gathered batch still sums to W·L over ranks (Σ_r b_r = B).
-            share = ranks.world_size * len(idx) / len(batch)
+            share = ranks.world_size * len(yb) / len(batch)
             loss = out.loss if share == 1 else out.loss * share
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,4 +1,5 @@
-"""Train/val/test splits of a dataset's rows: closed-set (same classes) or open-set (class-disjoint).
+"""Train/val/test splits of a dataset's rows: closed-set (same classes), open-set (class-disjoint), or the
+dataset's own split (``standard``: CUB, Cars, SOP, In-Shop), validated on held-out training classes.
 
 A split is a set of sorted row indices, so it is tiny, can be saved beside a run and reapplied to the same data.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from ..atomic import atomic_write
 
 __all__ = ["PROTOCOLS", "Split", "load_split", "make_split", "save_split", "validation_split"]
 
-PROTOCOLS = ("closed", "open")
+PROTOCOLS = ("closed", "open", "standard")
+# Validation shares when `val_fraction` is None: of the rows (closed, open), of the training classes (standard).
+DEFAULT_VAL_FRACTION = {"closed": 0.1, "open": 0.1, "standard": 0.25}
 _PARTS = ("train", "val", "test")
 
 
@@ -28,13 +32,17 @@ class Split:
     """Row indices of a train/val/test split.
 
     Attributes:
-        protocol: ``"closed"`` (val and test share the training classes) or ``"open"`` (test classes are unseen).
+        protocol: ``"closed"`` (val and test share the training classes), ``"open"`` (test classes are unseen)
+            or ``"standard"`` (the dataset's own split; val classes unseen in training).
         seed: Seed of the random generator that drew the split.
         train: Sorted int64 row indices (n_train,) into the dataset.
         val: Sorted int64 row indices (n_val,).
         test: Sorted int64 row indices (n_test,).
         fingerprint: :attr:`Dataset.fingerprint <metricbench.data.Dataset.fingerprint>` of the data the split was
             made for, when known; saved with the split so that applying it to other data can be caught.
+        queries: For query/gallery datasets (In-Shop), the sorted test rows that are queries; the other test
+            rows are the gallery they are searched against. None: every test row is a query against all the
+            others (leave-one-out).
     """
 
     protocol: str
@@ -43,6 +51,12 @@ class Split:
     val: np.ndarray
     test: np.ndarray
     fingerprint: str | None = None
+    queries: np.ndarray | None = None
+
+    @property
+    def gallery(self) -> np.ndarray | None:
+        """The test rows that are not queries, or None for leave-one-out."""
+        return None if self.queries is None else np.setdiff1d(self.test, self.queries, assume_unique=True)
 
     def __repr__(self) -> str:
         return (
@@ -56,8 +70,9 @@ def make_split(
     *,
     protocol: str = "closed",
     seed: int = 0,
-    val_fraction: float = 0.1,
+    val_fraction: float | None = None,
     test_fraction: float = 0.2,
+    parts: Mapping[str, np.ndarray] | None = None,
 ) -> Split:
     """Split rows into disjoint train/val/test sets that together cover every row.
 
@@ -72,12 +87,18 @@ def make_split(
     of the remaining classes goes to test. ``test_fraction`` is ignored (its range is still checked). Needs at
     least 4 classes so that each side has at least 2.
 
+    ``standard`` (the dataset's own split, ``parts``): test is ``parts["test"]`` (or ``query`` + ``gallery``,
+    with ``queries`` set); validation takes every row of ``round(C * val_fraction)`` of the C training classes
+    (at least 2, and at least 2 left to train), drawn with the seed: class-disjoint, as the test classes are.
+
     Args:
         labels: (N,) integer class ids (any integers; they need not be contiguous).
         protocol: ``"closed"`` or ``"open"``.
         seed: Non-negative seed; the same labels, arguments and seed give the same split.
-        val_fraction: Fraction of rows (of the training classes, for ``open``) for validation, in [0, 1).
+        val_fraction: Fraction of rows (of the training classes, for ``open``; of the training classes
+            themselves for ``standard``) for validation, in [0, 1); None: ``DEFAULT_VAL_FRACTION[protocol]``.
         test_fraction: Fraction of rows for test, in [0, 1); ``val_fraction + test_fraction`` must be < 1.
+        parts: The dataset's own split (``ImageFiles.parts``), required by ``standard`` and only by it.
 
     Returns:
         The split, with sorted int64 index arrays.
@@ -96,6 +117,12 @@ def make_split(
         raise ValueError("labels must not be empty, got shape (0,)")
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; available: {', '.join(PROTOCOLS)}")
+    if (protocol == "standard") != bool(parts):
+        raise ValueError("protocol 'standard' uses the dataset's own split, and only it does: this dataset has "
+                         + ("none; use protocol closed or open" if protocol == "standard" else
+                            f"one ({', '.join(parts)}); use protocol standard (or auto)"))
+    if val_fraction is None:
+        val_fraction = DEFAULT_VAL_FRACTION[protocol]
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if seed < 0:
@@ -107,6 +134,12 @@ def make_split(
             raise ValueError(f"{name} must be in [0, 1), got {value}")
     rng = np.random.default_rng(int(seed))
     classes = np.unique(labels)
+    if protocol == "standard":
+        train, val = _held_out_classes(labels, parts["train"], rng, val_fraction)
+        queries = parts.get("query")
+        test = np.concatenate([parts["query"], parts["gallery"]]) if queries is not None else parts["test"]
+        return Split(protocol=protocol, seed=int(seed), train=_sorted(train), val=_sorted(val), test=_sorted(test),
+                     queries=None if queries is None else _sorted(queries))
     if protocol == "closed":
         if val_fraction + test_fraction >= 1:
             raise ValueError(
@@ -126,21 +159,42 @@ def make_split(
     return Split(protocol=protocol, seed=int(seed), train=_sorted(train), val=_sorted(val), test=_sorted(test))
 
 
-def validation_split(split: Split, labels: np.ndarray, *, val_fraction: float = 0.1,
+def validation_split(split: Split, labels: np.ndarray, *, val_fraction: float | None = None,
                      test_fraction: float = 0.2) -> Split:
     """A split for hyperparameter search that never touches `split.test`.
 
     The train and val rows of `split` are split again with the same protocol and seed (closed:
     stratified; open: their classes halved, so the held-out classes are unseen in training as well);
-    what that inner split calls `test` is the validation set to score trials on. Row indices refer
-    to the full dataset, like `split`'s.
+    what that inner split calls `test` is the validation set to score trials on. For `standard`, the
+    validation classes of `split` are that set, and the training classes give up another
+    `val_fraction` of their classes for validation. Row indices refer to the full dataset, like `split`'s.
     """
+    if split.protocol == "standard":
+        fraction = DEFAULT_VAL_FRACTION["standard"] if val_fraction is None else val_fraction
+        train, val = _held_out_classes(labels, split.train, np.random.default_rng(split.seed), fraction)
+        return Split(protocol=split.protocol, seed=split.seed, train=_sorted(train), val=_sorted(val),
+                     test=split.val, fingerprint=split.fingerprint)
     development = np.concatenate([split.train, split.val])
     inner = make_split(labels[development], protocol=split.protocol, seed=split.seed, val_fraction=val_fraction,
                        test_fraction=test_fraction)
     return Split(protocol=split.protocol, seed=split.seed, train=_sorted(development[inner.train]),
                  val=_sorted(development[inner.val]), test=_sorted(development[inner.test]),
                  fingerprint=split.fingerprint)
+
+
+def _held_out_classes(labels: np.ndarray, rows: np.ndarray, rng: np.random.Generator,
+                      fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) rows of `rows`: val holds every row of round(C * fraction) of their C classes, at least 2
+    (retrieval needs two classes), leaving at least 2 to train; 0 when `fraction` is 0."""
+    classes = np.unique(labels[rows])
+    count = math.floor(classes.size * fraction + 0.5)
+    if fraction > 0:
+        if classes.size < 4:
+            raise ValueError(f"the dataset's training part has {classes.size} classes; holding validation classes "
+                             "out of it needs at least 4 (set data.val_fraction = 0 for none)")
+        count = min(max(count, 2), classes.size - 2)
+    held_out = np.isin(labels[rows], rng.choice(classes, size=count, replace=False))
+    return rows[~held_out], rows[held_out]
 
 
 def _stratified(
@@ -189,6 +243,7 @@ def save_split(split: Split, path: str | os.PathLike[str]) -> None:
     atomic_write(path, lambda handle: np.savez(
         handle, protocol=np.array(split.protocol), seed=np.int64(split.seed),
         train=split.train, val=split.val, test=split.test, fingerprint=np.array(split.fingerprint or ""),
+        **({} if split.queries is None else {"queries": split.queries}),
     ))
 
 
@@ -208,7 +263,8 @@ def load_split(path: str | os.PathLike[str]) -> Split:
         InputTypeError: An array of the file holds Python objects.
     """
     path = Path(path)
-    arrays = read_arrays(path, what="split file", required=("protocol", "seed", *_PARTS), optional=("fingerprint",))
+    arrays = read_arrays(path, what="split file", required=("protocol", "seed", *_PARTS),
+                          optional=("fingerprint", "queries"))
     protocol, seed = arrays["protocol"], arrays["seed"]
     parts = {k: arrays[k] for k in _PARTS}
     fingerprint = arrays.get("fingerprint", np.array(""))
@@ -230,4 +286,10 @@ def load_split(path: str | os.PathLike[str]) -> Split:
     rows = np.concatenate(list(parts.values()))
     if not np.array_equal(np.sort(rows), np.arange(rows.size)):
         raise ValueError(f"{path}: train, val and test must be disjoint and cover rows 0..{rows.size - 1}")
-    return Split(protocol=protocol, seed=int(seed), **parts, fingerprint=str(fingerprint) or None)
+    queries = arrays.get("queries")
+    if queries is not None:
+        if queries.ndim != 1 or queries.dtype.kind not in "iu" or not np.isin(queries, parts["test"]).all():
+            raise ValueError(f"{path}: queries must be 1-D integer indices of test rows, got dtype {queries.dtype} "
+                             f"shape {queries.shape}")
+        queries = np.sort(queries.astype(np.int64))
+    return Split(protocol=protocol, seed=int(seed), **parts, fingerprint=str(fingerprint) or None, queries=queries)

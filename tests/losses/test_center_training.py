@@ -8,7 +8,7 @@ from metricbench.data import load_dataset
 from metricbench.eval import class_distance_stats
 from metricbench.losses import build_loss
 from metricbench.models import ModelConfig, build_model
-from metricbench.trainer import Trainer, embed
+from metricbench.trainer import TensorRows, Trainer, embed
 
 EPOCHS = 15
 
@@ -23,7 +23,7 @@ def spread_ratio(update: str, weight: float) -> float:
     trainer = Trainer(model, loss_fn, optim=OptimConfig(lr=3e-3), train=TrainConfig(epochs=EPOCHS, batch_size=64),
                       labels=data.y, seed=0, device=torch.device("cpu"))
     for _ in range(EPOCHS):
-        trainer.train_epoch(x, y, progress=False)
+        trainer.train_epoch(TensorRows(x, y), progress=False)
     summary, _ = class_distance_stats(embed(model, x, device=torch.device("cpu")), data.y)
     return summary["intra_inter_ratio"]
 

@@ -21,7 +21,7 @@ from metricbench.distributed import gather_batch, process_group, run_on_main
 from metricbench.global_batchnorm import convert_batchnorm
 from metricbench.losses import build_loss
 from metricbench.models import ModelConfig, build_model
-from metricbench.trainer import Trainer
+from metricbench.trainer import TensorRows, Trainer
 
 # 99 rows in global batches of 32: the random sampler's last batch has 3 rows, which 2 ranks share
 # unevenly (2 + 1); m-per-class (8 classes × 4) makes 3 full batches.
@@ -62,7 +62,7 @@ def run_case(name: str, device: torch.device = torch.device("cpu"), batch_size: 
                                         log_every=1),
                       labels=y.numpy(), seed=0, device=device)
     logged: list[dict[str, float]] = []
-    means = trainer.train_epoch(x, y, log=lambda step, values: logged.append(values), progress=False)
+    means = trainer.train_epoch(TensorRows(x, y), log=lambda step, values: logged.append(values), progress=False)
     named = [*(("model." + n, p) for n, p in model.named_parameters()),
              *(("loss." + n, p) for n, p in loss_fn.named_parameters())]
     return {

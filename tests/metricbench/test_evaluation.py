@@ -11,7 +11,7 @@ import metricbench.eval.knn as knn_module
 from metricbench.cli import main
 from metricbench.config import EvalConfig
 from metricbench.eval import class_distance_stats, knn_search, retrieval_metrics
-from metricbench.evaluation import check_evaluable, evaluate, write_evaluation
+from metricbench.evaluation import DEFAULT_KS, check_evaluable, evaluate, write_evaluation
 from metricbench.run_dir import RunDir
 
 
@@ -37,7 +37,7 @@ def test_one_search_and_one_distance_statistics_serve_metrics_projector_and_plot
     write_evaluation(tmp_path, evaluation, config, class_names=list("abcd"), progress=False)
     assert len(searches) == 1 and len(statistics) == 1
     # The shared results are the ones each consumer would have computed itself.
-    assert evaluation.metrics == {**retrieval_metrics(x, labels, ks=config.ks), "distances": class_distance_stats(x, labels)[0]}
+    assert evaluation.metrics == {**retrieval_metrics(x, labels, ks=DEFAULT_KS), "distances": class_distance_stats(x, labels)[0]}
     _, nearest = knn_search(x, k=1)
     metadata = pd.read_csv(RunDir(tmp_path).export / "metadata.tsv", sep="\t")
     np.testing.assert_array_equal(metadata["nearest_label"], np.array(list("abcd"))[labels[nearest[:, 0]]])

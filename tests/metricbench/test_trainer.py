@@ -4,7 +4,7 @@ import torch
 from metricbench.config import OptimConfig, TrainConfig
 from metricbench.losses import build_loss
 from metricbench.models import ModelConfig, build_model
-from metricbench.trainer import Trainer
+from metricbench.trainer import TensorRows, Trainer
 
 
 def make_trainer(loss="softmax", optim=OptimConfig(), train=TrainConfig(epochs=3, batch_size=16, log_every=1), **options):
@@ -32,9 +32,10 @@ def test_training_lowers_the_loss_and_logs_every_step():
     y = torch.from_numpy(labels)
     x = torch.randn(60, 6, generator=g) + 3 * torch.nn.functional.one_hot(y, 6).float()
     logged = []
-    first = trainer.train_epoch(x, y, log=lambda step, values: logged.append((step, values)), progress=False)
+    first = trainer.train_epoch(TensorRows(x, y), log=lambda step, values: logged.append((step, values)),
+                                progress=False)
     for _ in range(2):
-        last = trainer.train_epoch(x, y, progress=False)
+        last = trainer.train_epoch(TensorRows(x, y), progress=False)
     assert last["loss"] < first["loss"]
     assert [s for s, _ in logged] == list(range(1, trainer.steps_per_epoch + 1))
     assert {"train/loss", "train/ce", "train/lr"} <= set(logged[0][1])
@@ -63,10 +64,10 @@ def test_warns_once_when_batches_keep_arriving_without_positive_pairs():
                       device=torch.device("cpu"))
     x, y = torch.randn(64, 6), torch.from_numpy(labels)
     with pytest.warns(RuntimeWarning, match=r"no positive pair .* --set train.sampler='m-per-class'") as record:
-        trainer.train_epoch(x, y, progress=False)
-        trainer.train_epoch(x, y, progress=False)
+        trainer.train_epoch(TensorRows(x, y), progress=False)
+        trainer.train_epoch(TensorRows(x, y), progress=False)
     assert len([w for w in record if "positive pair" in str(w.message)]) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # m-per-class batches: no warning
         ok, ok_labels = make_trainer(loss="triplet-semihard")
-        ok.train_epoch(torch.randn(60, 6), torch.from_numpy(ok_labels), progress=False)
+        ok.train_epoch(TensorRows(torch.randn(60, 6), torch.from_numpy(ok_labels)), progress=False)

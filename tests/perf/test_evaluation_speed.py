@@ -26,7 +26,7 @@ from metricbench.run_dir import RunDir
 
 from .conftest import best_of
 
-CONFIG = EvalConfig()  # l2, Recall@{1,2,4,8}, export and plots on
+CONFIG = EvalConfig(ks=(1, 2, 4, 8))  # l2, export and plots on
 
 
 def _separate_passes(out: Path, x: np.ndarray, y: np.ndarray, names: list[str], images) -> dict:

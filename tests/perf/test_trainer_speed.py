@@ -7,7 +7,7 @@ import torch
 from metricbench.config import OptimConfig, TrainConfig
 from metricbench.losses import build_loss
 from metricbench.models import ModelConfig, build_model
-from metricbench.trainer import Trainer
+from metricbench.trainer import TensorRows, Trainer
 
 from .conftest import best_of
 
@@ -33,9 +33,10 @@ def test_training_epoch_throughput(record):
         seen = []
         model.register_forward_pre_hook(lambda module, inputs: seen.append(len(inputs[0])))
 
-        first = trainer.train_epoch(x, y, progress=False)["loss"]  # warm-up
+        data = TensorRows(x, y)
+        first = trainer.train_epoch(data, progress=False)["loss"]  # warm-up
         losses = []
-        seconds = best_of(lambda: losses.append(trainer.train_epoch(x, y, progress=False)["loss"]), REPEATS) / STEPS
+        seconds = best_of(lambda: losses.append(trainer.train_epoch(data, progress=False)["loss"]), REPEATS) / STEPS
 
         assert trainer.step == (1 + REPEATS) * STEPS
         assert sum(seen) == trainer.step * BATCH  # every timed step trained on a full batch
