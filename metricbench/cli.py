@@ -1,4 +1,4 @@
-"""`metricbench` command line: train, eval, export, datasets, losses, bench, tune."""
+"""`metricbench` command line: train, eval, export, datasets, download, losses, bench, tune."""
 
 from __future__ import annotations
 
@@ -45,10 +45,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. --set optim.lr=3e-4 --set loss.options.margin=0.2 (repeatable; "
                    "values are TOML literals, bare words are strings)")
-    p.add_argument("--dataset", help="mnist5k | digits | npz:PATH | idx:DIR | folder:DIR | csv:PATH | parquet:PATH "
+    p.add_argument("--dataset", help="mnist5k | digits | npz:PATH | idx:DIR | csv:PATH | parquet:PATH | photos streamed "
+                   "from disk: cub200:DIR | cars196:DIR | sop:DIR | inshop:DIR | folder:DIR | files:TABLE "
                    "(default mnist5k; see `metricbench datasets`)")
-    p.add_argument("--protocol", choices=["closed", "open"],
-                   help="closed: test on the training classes; open: test on unseen classes (default closed)")
+    p.add_argument("--protocol", choices=["auto", "closed", "open", "standard"],
+                   help="closed: test on the training classes; open: test on unseen classes; standard: the dataset's "
+                   "own split, validated on held-out training classes (default auto: standard for the benchmark "
+                   "datasets, closed otherwise)")
     p.add_argument("--loss", help="registered loss name or pml:<LossName> (default softmax; see `metricbench losses`)")
     p.add_argument("--epochs", type=int, help="passes over the training split (default 10)")
     p.add_argument("--batch-size", type=int, help="samples per step (default 128); under torchrun the global batch, "
@@ -152,7 +155,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_spec_arguments(p)
     p.add_argument("--dataset", help="only this dataset of the spec")
-    p.add_argument("--protocol", choices=["closed", "open"], help="only this protocol")
+    p.add_argument("--protocol", choices=["closed", "open", "standard"], help="only this protocol")
     p.add_argument("--loss", help="only the loss with this label")
     p.add_argument("--trials", type=int, help="completed trials per study (default: the spec's tune.trials)")
     p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://host/db (default: SQLite under --runs)")

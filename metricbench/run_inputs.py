@@ -78,7 +78,7 @@ class RunInputs:
         elif self.transform is not None:
             mean, std = torch.tensor(IMAGENET_MEAN, dtype=torch.float64), torch.tensor(IMAGENET_STD, dtype=torch.float64)
             if self.transform.channels == 1:  # gray photos: the mean of ImageNet's channel statistics
-                mean, std = mean.mean(keepdim=True), std.mean(keepdim=True)
+                mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
         else:
             x = self.data.x[train_rows]
             axes = (0, 2, 3) if x.ndim == 4 else (0,)

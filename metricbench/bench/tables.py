@@ -28,6 +28,7 @@ HIGHER_IS_BETTER = {
     "intra_inter_ratio": False, "silhouette": True,
 }
 REPORTED_SCORES = tuple(HIGHER_IS_BETTER)
+_RECALL = "recall_at_"
 _KEYS = ["dataset", "protocol", "loss"]
 
 
@@ -81,7 +82,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """
     records = []
     for keys, group in table.groupby(_KEYS, sort=False):
-        for metric in (m for m in REPORTED_SCORES if m in group):
+        for metric in _reported_scores(group):
             values = group[metric].to_numpy(dtype=float)
             n, mean = len(values), float(values.mean())
             std = float(values.std(ddof=1)) if n > 1 else math.nan
@@ -91,8 +92,21 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def _reported_scores(group: pd.DataFrame) -> list[str]:
+    """REPORTED_SCORES that the runs have; where Recall@4 is not among a dataset's Recall@K (SOP's 1/10/100/1000,
+    In-Shop's 1/10/.../50), that dataset's own Recall@K above 1 take its place (Recall@1 is precision_at_1)."""
+    present = [m for m in REPORTED_SCORES if m in group and group[m].notna().any()]
+    if f"{_RECALL}4" in present:
+        return present
+    recalls = sorted((c for c in group if c.startswith(_RECALL) and c != f"{_RECALL}1" and group[c].notna().any()),
+                     key=lambda c: int(c[len(_RECALL):]))
+    position = present.index("r_precision") + 1 if "r_precision" in present else len(present)
+    return present[:position] + recalls + present[position:]
+
+
 def best_rows(summary: pd.DataFrame) -> pd.Series:
     """True where a loss has the best mean of its (dataset, protocol, metric) group (ties: all of them)."""
-    score = summary["mean"] * summary["metric"].map(lambda m: 1.0 if HIGHER_IS_BETTER[m] else -1.0)
+    score = summary["mean"] * summary["metric"].map(
+        lambda m: 1.0 if HIGHER_IS_BETTER.get(m, m.startswith(_RECALL)) else -1.0)
     top = score.groupby([summary["dataset"], summary["protocol"], summary["metric"]]).transform("max")
     return pd.Series(np.isclose(score, top, rtol=0, atol=1e-12), index=summary.index)

@@ -1,22 +1,30 @@
-"""Dataset sources: the built-in digits and the user's own files, all named by one spec string.
+"""Dataset sources: the built-in digits, the photo benchmarks and the user's own files, all named by one spec string.
 
-Specs: ``mnist5k``, ``digits``, ``npz:PATH``, ``idx:DIR``, ``folder:DIR``, ``csv:PATH``, ``parquet:PATH``.
-Every loader hands its arrays to :func:`~metricbench.data.dataset.make_dataset`, the one validation point.
+Specs: ``mnist5k``, ``digits``, ``npz:PATH``, ``idx:DIR``, ``csv:PATH``, ``parquet:PATH`` (in memory: every loader
+hands its arrays to :func:`~metricbench.data.dataset.make_dataset`) and ``cub200:DIR``, ``cars196:DIR``,
+``sop:DIR``, ``inshop:DIR``, ``folder:DIR``, ``files:TABLE`` (photos streamed from disk: every loader hands its
+listing to :func:`~metricbench.data.image_files.make_image_files`). Those are the two validation points.
 Nothing here downloads anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metricbench.data.cars196 import load_cars196
+from metricbench.data.cub200 import load_cub200
 from metricbench.data.dataset import Dataset, make_dataset
-from metricbench.data.folder import read_image_folder
+from metricbench.data.folder import load_image_folder
 from metricbench.data.idx import read_idx
+from metricbench.data.image_files import ImageFiles
+from metricbench.data.image_table import load_image_table
+from metricbench.data.inshop import load_inshop
 from metricbench.data.numpy_files import read_arrays
+from metricbench.data.sop import load_sop
 from metricbench.data.table import read_table
 from metricbench.errors import InputTypeError
 
@@ -29,13 +37,25 @@ _BUILTINS: dict[str, dict[str, Any]] = {
     "digits": {"kind": "image", "samples": 1797, "classes": 10, "shape": (1, 8, 8),
                "source": "scikit-learn's real 8x8 digits (sklearn.datasets.load_digits)"},
 }
+_PHOTOS = "photos (streamed)"
 # User formats: prefix -> (argument placeholder, kind, description).
 _FORMATS: dict[str, tuple[str, str, str]] = {
     "npz": ("PATH", "image or vector", "NPZ archive with arrays x, y and optional class_names"),
     "idx": ("DIR", "image", "MNIST/Fashion-MNIST IDX files (train-*, t10k-*; optionally .gz), concatenated"),
-    "folder": ("DIR", "image", "one sub-folder of png/jpg/jpeg/bmp/gif/webp images per class"),
     "csv": ("PATH", "vector", "CSV table: a label column and numeric feature columns"),
     "parquet": ("PATH", "vector", "Parquet table: a label column and numeric feature columns"),
+    "cub200": ("DIR", _PHOTOS, "CUB-200-2011 archive (CUB_200_2011/ or its parent); train = classes 1-100"),
+    "cars196": ("DIR", _PHOTOS, "Cars196: cars_annos.mat beside car_ims/ (or its parent); train = classes 1-98"),
+    "sop": ("DIR", _PHOTOS, "Stanford Online Products (Stanford_Online_Products/ or its parent); Ebay_train/test"),
+    "inshop": ("DIR", _PHOTOS, "In-Shop Clothes Retrieval (Eval/ beside Img/, or its parent); train/query/gallery"),
+    "folder": ("DIR", _PHOTOS, "one sub-folder of png/jpg/jpeg/bmp/gif/webp images per class"),
+    "files": ("TABLE", _PHOTOS, "CSV/Parquet table of image path, label and optional split (train/test or "
+                                "train/query/gallery)"),
+}
+# Streamed photo sources: prefix -> loader of the spec's path.
+_PHOTO_LOADERS: dict[str, Callable[[Path], ImageFiles]] = {
+    "cub200": load_cub200, "cars196": load_cars196, "sop": load_sop, "inshop": load_inshop,
+    "folder": load_image_folder, "files": load_image_table,
 }
 # IDX file names, tried in this order: MNIST's own names, then the dotted variant some mirrors use; each plain or .gz.
 _IDX_SUFFIXES = {
@@ -49,8 +69,7 @@ def load_dataset(
     *,
     label_column: str = "label",
     feature_columns: Sequence[str] | None = None,
-    image_size: tuple[int, int] | None = None,
-) -> Dataset:
+) -> Dataset | ImageFiles:
     """Load a dataset named by a spec string.
 
     Args:
@@ -61,16 +80,21 @@ def load_dataset(
             images scaled by 1/255; float images are taken as already in [0, 1]; 4-D x shaped (N, H, W, C) with C
             of 1 or 3 (and H > 4) is transposed to (N, C, H, W); 2-D x is vectors;
             ``idx:DIR``: MNIST/Fashion-MNIST IDX files, train and t10k concatenated (metricbench re-splits);
-            ``folder:DIR``: one sub-folder of images per class (see :func:`~metricbench.data.folder.read_image_folder`);
             ``csv:PATH`` / ``parquet:PATH``: one row per sample, a label column and numeric feature columns
-            (see :func:`~metricbench.data.table.read_table`).
+            (see :func:`~metricbench.data.table.read_table`);
+            ``cub200:DIR``, ``cars196:DIR``, ``sop:DIR``, ``inshop:DIR``: the official archive of a photo
+            benchmark, with its own split (see :mod:`~metricbench.data.cub200` and the others);
+            ``folder:DIR``: one sub-folder of images per class (see
+            :func:`~metricbench.data.folder.load_image_folder`);
+            ``files:TABLE``: a CSV or Parquet table of image paths (see
+            :func:`~metricbench.data.image_table.load_image_table`).
         label_column: Label column of a CSV/Parquet table.
         feature_columns: Feature columns of a CSV/Parquet table; default: every numeric column but the label.
-        image_size: (height, width) that ``folder:`` images are resized to (bilinear); default: all images
-            must share one size.
 
     Returns:
-        The dataset: float32 images (N, C, H, W) in [0, 1] or vectors (N, F); int64 class ids (N,).
+        In memory, a :class:`~metricbench.data.dataset.Dataset`: float32 images (N, C, H, W) in [0, 1] or vectors
+        (N, F); int64 class ids (N,). Photos, an :class:`~metricbench.data.image_files.ImageFiles`: paths and
+        labels, the images decoded (and sized) later, by the transform stage.
 
     Raises:
         ValueError: Unknown spec, an option given for a format it does not apply to (options are never silently
@@ -85,7 +109,7 @@ def load_dataset(
     if spec not in _BUILTINS and not (colon and prefix in _FORMATS):
         raise ValueError(f"unknown dataset {spec!r}; available: {', '.join(_spec_names())}")
     fmt = None if spec in _BUILTINS else prefix
-    _check_options(spec, fmt, label_column, feature_columns, image_size)
+    _check_options(spec, fmt, label_column, feature_columns)
     if fmt is None:
         return _load_builtin(spec)
     if not rest:
@@ -101,9 +125,8 @@ def load_dataset(
         return _load_npz(path)
     if fmt == "idx":
         return _load_idx(path)
-    if fmt == "folder":
-        x, labels = read_image_folder(path, image_size=image_size)
-        return make_dataset(path.resolve().name, _scale_images(x, str(path)), labels)
+    if fmt in _PHOTO_LOADERS:
+        return _PHOTO_LOADERS[fmt](path)
     x, labels = read_table(path, fmt, label_column=label_column, feature_columns=feature_columns)
     return make_dataset(path.stem, x, labels)
 
@@ -112,9 +135,10 @@ def available_datasets() -> list[dict[str, Any]]:
     """Describe the built-in datasets and the user file formats, e.g. for a ``metricbench datasets`` table.
 
     Returns:
-        One dict per entry, built-ins first, with keys ``name`` (the spec), ``kind`` (``"image"``, ``"vector"`` or
-        ``"image or vector"``), ``samples``, ``classes``, ``shape`` (per-sample shape such as (1, 28, 28); these
-        three are ``None`` for user formats, where they depend on the files) and ``source`` (one line).
+        One dict per entry, built-ins first, with keys ``name`` (the spec), ``kind`` (``"image"``, ``"vector"``,
+        ``"image or vector"`` or ``"photos (streamed)"``), ``samples``, ``classes``, ``shape`` (per-sample shape
+        such as (1, 28, 28); these three are ``None`` for user formats, where they depend on the files) and
+        ``source`` (one line).
     """
     builtins = [{"name": name, **facts} for name, facts in _BUILTINS.items()]
     formats = [
@@ -133,7 +157,6 @@ def _check_options(
     fmt: str | None,
     label_column: str,
     feature_columns: Sequence[str] | None,
-    image_size: tuple[int, int] | None,
 ) -> None:
     """Options that do not apply to the spec's format fail instead of being silently ignored."""
     if not isinstance(label_column, str):
@@ -144,8 +167,6 @@ def _check_options(
         raise TypeError(f"feature_columns must be a sequence of column names (str), got {feature_columns!r}")
     if fmt not in ("csv", "parquet") and (label_column != "label" or feature_columns is not None):
         raise ValueError(f"label_column and feature_columns apply only to csv:PATH and parquet:PATH, got {spec!r}")
-    if image_size is not None and fmt != "folder":
-        raise ValueError(f"image_size applies only to folder:DIR, got {spec!r}")
 
 
 def _load_builtin(name: str) -> Dataset:

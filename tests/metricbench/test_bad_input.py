@@ -15,6 +15,7 @@ from metricbench.cli import main
 from metricbench.run_dir import RunDir
 
 QUICK = ["--no-progress", "--epochs", "1", "--set", "eval.plots=false", "--set", "eval.ks=[1]"]
+PHOTOS = ["--set", "data.image_size=[8, 8]", "--set", "data.color=\"gray\""]
 
 
 def _fails(capsys, argv, *words, out=None):
@@ -36,7 +37,7 @@ def test_a_class_folder_name_that_is_not_utf8_trains_evaluates_and_exports(tmp_p
             pixels = np.clip(base + rng.normal(0, 10, (8, 8)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(os.fsdecode(os.path.join(root, name, b"%d.png" % i)))
     out = tmp_path / "run"
-    assert main(["train", "--dataset", f"folder:{os.fsdecode(root)}", "--out", str(out), *QUICK]) == 0
+    assert main(["train", "--dataset", f"folder:{os.fsdecode(root)}", "--out", str(out), *QUICK, *PHOTOS]) == 0
     metadata = (RunDir(out).export / "metadata.tsv").read_bytes().decode("utf-8")  # valid UTF-8 throughout
     assert "caf\\\\xe9" in metadata  # the escaped name, its backslash escaped again by the projector's TSV rules
     assert "caf\\xe9" in RunDir(out).class_stats.read_text(encoding="utf-8")
