@@ -243,7 +243,7 @@ def _eval(args: argparse.Namespace) -> int:
         check_out_dir(args.out)
     options = {k: v for k, v in (("metric", args.metric), ("ks", tuple(args.ks) if args.ks else None)) if v is not None}
     options.update(full_map=args.full_map, plots=not args.no_plots)
-    images, rows, split, seed, queries = None, None, None, 0, None
+    images, rows, split, seed, queries, columns = None, None, None, 0, None, None
     if args.run is not None:
         from .run import load_run
 
@@ -254,6 +254,7 @@ def _eval(args: argparse.Namespace) -> int:
         check_evaluable(labels, config.ks, labels_name=f"the run's {args.split} split", ks_name="--ks", queries=queries)
         embeddings = run.embed(rows, progress=True)
         images = run.inputs.thumbnails(rows) if config.export and args.out is not None else None
+        columns = run.inputs.metadata(rows)
     else:
         from .embedding_files import load_embeddings
 
@@ -266,7 +267,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out is not None:
         make_out_dir(args.out, exist_ok=True)
         write_evaluation(args.out, evaluation, config, class_names=class_names, images=images, rows=rows, split=split,
-                         seed=seed)
+                         columns=columns, seed=seed)
         write_json(evaluation.metrics, RunDir(args.out).metrics)
     print(json_text(evaluation.metrics), end="")
     return 0

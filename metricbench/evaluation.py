@@ -108,26 +108,29 @@ def evaluate(embeddings: np.ndarray, labels: np.ndarray, config: EvalConfig, *,
 
 
 def projector_metadata(labels: np.ndarray, nearest: np.ndarray, class_names: Sequence[str], *,
-                       rows: np.ndarray | None, split: str | None) -> pd.DataFrame:
-    """One row per point: its class, and what its nearest neighbour (row `nearest[i]`) says, to colour
-    errors in the projector."""
+                       rows: np.ndarray | None, split: str | None,
+                       columns: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """One row per point: its class, `columns` (a photo's path, SOP's super-class, ...), and what its nearest
+    neighbour (row `nearest[i]`) says, to colour errors in the projector."""
     nearest_labels = labels[nearest]
-    columns: dict[str, Any] = {"label": [class_names[i] for i in labels], "label_id": labels}
+    table: dict[str, Any] = {"label": [class_names[i] for i in labels], "label_id": labels}
     if split is not None:
-        columns["split"] = split
+        table["split"] = split
     if rows is not None:
-        columns["row"] = rows
-    columns["nearest_label"] = [class_names[i] for i in nearest_labels]
-    columns["nearest_correct"] = nearest_labels == labels
-    return pd.DataFrame(columns)
+        table["row"] = rows
+    table.update(columns or {})
+    table["nearest_label"] = [class_names[i] for i in nearest_labels]
+    table["nearest_correct"] = nearest_labels == labels
+    return pd.DataFrame(table)
 
 
 def write_evaluation(out_dir: str | Path, evaluation: Evaluation, config: EvalConfig, *, class_names: Sequence[str],
                      images: np.ndarray | None = None, rows: np.ndarray | None = None, split: str | None = None,
-                     seed: int = 0, progress: bool = True) -> None:
+                     columns: dict[str, np.ndarray] | None = None, seed: int = 0, progress: bool = True) -> None:
     """Write class_stats.csv, export/ (Embedding Projector files, with a sprite when `images` are given;
     if `config.export`) and plots/ (UMAP, intra vs inter distances, class margins; if `config.plots`)
-    into `out_dir`, from an `evaluate` result. `seed` seeds UMAP and the plots' samples."""
+    into `out_dir`, from an `evaluate` result. `columns` are extra projector metadata columns (one value per
+    row); `seed` seeds UMAP and the plots' samples."""
     run = RunDir(out_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     stages = ["projector export"] * config.export + ["plots"] * config.plots
@@ -140,7 +143,8 @@ def write_evaluation(out_dir: str | Path, evaluation: Evaluation, config: EvalCo
     labels = evaluation.labels
     if config.export:
         bar.set_postfix_str("projector export")
-        metadata = projector_metadata(labels, evaluation.neighbors.indices[:, 0], class_names, rows=rows, split=split)
+        metadata = projector_metadata(labels, evaluation.neighbors.indices[:, 0], class_names, rows=rows, split=split,
+                                      columns=columns)
         export_projector(run.export, evaluation.embeddings, metadata, images=images)
         bar.update()
     if config.plots:

@@ -220,7 +220,7 @@ def _evaluate(embeddings: np.ndarray, inputs: RunInputs, split: Split, config: E
     if out_dir is not None:
         write_evaluation(out_dir, evaluation, config, class_names=data.class_names,
                          images=inputs.thumbnails(rows) if config.export else None, rows=rows, split=split_name,
-                         seed=seed, progress=progress)
+                         columns=inputs.metadata(rows), seed=seed, progress=progress)
     return evaluation.metrics
 
 
@@ -230,7 +230,8 @@ def export_rows(run: LoadedRun, rows: np.ndarray, out_dir: Path, *, metric: str 
     embeddings = run.embed(rows)
     _, nearest = knn_search(embeddings, k=1, metric=metric)
     data = run.inputs.data
-    metadata = projector_metadata(data.y[rows], nearest[:, 0], data.class_names, rows=rows, split=split_name)
+    metadata = projector_metadata(data.y[rows], nearest[:, 0], data.class_names, rows=rows, split=split_name,
+                                  columns=run.inputs.metadata(rows))
     return export_projector(out_dir, embeddings, metadata, images=run.inputs.thumbnails(rows))
 
 

@@ -7,6 +7,7 @@ training batches, embeddings, thumbnails and input statistics, whatever the sour
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,10 +51,6 @@ class RunInputs:
         if self.transform is None:
             return tuple(self.data.x.shape[1:])
         return (self.transform.channels, *self.transform.size)
-
-    @property
-    def is_image(self) -> bool:
-        return self.transform is not None or self.data.kind == "image"
 
     def split(self, config: ExperimentConfig) -> Split:
         """A new split of the data by the config's protocol (`auto`: the dataset's own split if it has one)."""
@@ -113,6 +110,14 @@ class RunInputs:
             local = embed_images(model, self.data, mine, self.transform, device=device, workers=self.workers,
                                  progress=progress)
         return (all_gather_rows(local.to(device)).cpu() if shared else local).numpy()
+
+    def metadata(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Projector metadata columns of `rows` beyond the label: a photo's path (relative to the dataset's
+        folder; bytes that are not UTF-8 shown escaped) and the dataset's own columns (SOP's super_class)."""
+        if self.transform is None:
+            return {}
+        paths = [os.fsencode(self.data.paths[row]).decode("utf-8", "backslashreplace") for row in rows]
+        return {"path": np.array(paths, dtype=object), **{k: v[rows] for k, v in self.data.metadata.items()}}
 
     def thumbnails(self, rows: np.ndarray) -> np.ndarray | None:
         """Images of `rows` for a projector sprite: the arrays themselves in memory, small eval-transformed

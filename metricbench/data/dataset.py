@@ -193,7 +193,7 @@ def _ids_from_class_names(
         raise ValueError(f"class_names must be 1-D, got shape {array.shape}")
     if array.dtype.kind == "S":
         # bytes names, e.g. from an NPZ written by Python 2 era tools; bytes that are not UTF-8 are shown escaped
-        # (b"caf\xe9" -> "caf\\xe9"), as read_image_folder does for folder names
+        # (b"caf\xe9" -> "caf\\xe9"), as list_image_folder does for folder names
         array = np.char.decode(array, "utf-8", "backslashreplace")
     names = [str(n) for n in array.tolist()]
     if len(set(names)) != len(names):

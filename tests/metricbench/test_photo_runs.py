@@ -143,3 +143,14 @@ name = "triplet-semihard"
     assert sorted(runs["loss"]) == ["softmax", "triplet-semihard"] and set(runs["protocol"]) == {"standard"}
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "standard" in summary and "triplet-semihard" in summary
+
+
+def test_projector_metadata_names_each_photo_and_sop_super_class(tmp_path):
+    top = write_sop_tree(tmp_path / "data", train_classes=12, test_classes=12)
+    out = tmp_path / "run"
+    assert _train(out, f"sop:{top}", "--set", "eval.ks=[1, 10]") == 0
+    metadata = pd.read_csv(RunDir(out).export / "metadata.tsv", sep="\t")
+    data = load_dataset(f"sop:{top}")
+    test = load_split(RunDir(out).split).test
+    assert metadata["path"].tolist() == [data.paths[row] for row in test]
+    assert metadata["super_class"].tolist() == [path.split("_final/")[0] for path in metadata["path"]]

@@ -74,3 +74,18 @@ def test_batch_size_must_be_a_multiple_of_the_number_of_processes():
     assert rows_per_rank(64, 4) == 16 and rows_per_rank(5, 1) == 5
     with pytest.raises(ValueError, match=r"multiple of the number of processes \(4\) .* batch_size=30 \(try 28 or 32\)"):
         rows_per_rank(30, 4)
+
+
+def test_m_per_class_with_sop_sized_classes():
+    # SOP: 2 to 12 photos per product; with m = 4, a class of 2 photos fills its 4 places by drawing its photos with
+    # replacement (PML), which stream as different random crops (each position of an epoch has its own seed).
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(500), rng.integers(2, 13, size=500))
+    batches = epoch_batches(labels, batch_size=32, sampler="m-per-class", seed=0, epoch=0, m_per_class=4)
+    assert len(batches) == len(labels) // 32
+    for batch in batches:
+        classes, counts = np.unique(labels[batch], return_counts=True)
+        assert len(batch) == 32 and len(classes) == 8 and (counts == 4).all()
+    sizes = np.bincount(labels)
+    filled = [(batch[labels[batch] == c]) for batch in batches for c in np.unique(labels[batch]) if sizes[c] == 2]
+    assert filled and all(len(rows) == 4 and len(np.unique(rows)) <= 2 for rows in filled)  # drawn with replacement

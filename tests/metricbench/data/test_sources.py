@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from metricbench.data import ImageFiles, available_datasets, list_image_folder, load_dataset, load_image_folder
-from metricbench.data.folder import read_image_folder
 from metricbench.errors import InputTypeError
 
 UNKNOWN = ("unknown dataset 'mnist'; available: mnist5k, digits, npz:PATH, idx:DIR, csv:PATH, parquet:PATH, "
@@ -229,7 +228,7 @@ def test_idx_parts_must_share_image_size(tmp_path):
         load_dataset(f"idx:{tmp_path}")
 
 
-# ---------------------------------------------------------------- folder (streamed) and read_image_folder
+# ---------------------------------------------------------------- folder (streamed)
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -266,7 +265,7 @@ def test_folder_spec_streams_the_listing(tmp_path):
     assert all(data.path(row).is_file() for row in range(len(data)))
 
 
-def test_folder_spec_matches_list_image_folder_and_read_image_folder(tmp_path):
+def test_folder_spec_matches_list_image_folder(tmp_path):
     for name, value in (("10", 0), ("2", 51), ("2", 102)):
         _save(tmp_path / name / f"{value}.png", _gray(value))
     paths, labels = list_image_folder(tmp_path)
@@ -274,8 +273,6 @@ def test_folder_spec_matches_list_image_folder_and_read_image_folder(tmp_path):
     data = load_dataset(f"folder:{tmp_path}")
     assert data.class_names == ("2", "10")  # integer names in numeric order, as make_dataset orders them
     np.testing.assert_array_equal(data.y, [1, 0, 0])
-    x, read_labels = read_image_folder(tmp_path)
-    assert read_labels.tolist() == labels and x.shape == (3, 4, 6)
 
 
 def test_folder_spec_class_name_that_is_not_utf8_is_escaped(tmp_path):
@@ -288,7 +285,7 @@ def test_folder_spec_class_name_that_is_not_utf8_is_escaped(tmp_path):
     assert len(data.fingerprint) == 32
 
 
-@pytest.mark.parametrize("load", [load_image_folder, read_image_folder])
+@pytest.mark.parametrize("load", [list_image_folder, load_image_folder])
 def test_folder_escaped_names_that_collide(tmp_path, load):
     _save(_latin1_folder(tmp_path) / "1.png", _gray(0))
     _save(tmp_path / "caf\\xe9" / "2.png", _gray(0))  # a folder literally named with a backslash
@@ -296,7 +293,7 @@ def test_folder_escaped_names_that_collide(tmp_path, load):
         load(tmp_path)
 
 
-@pytest.mark.parametrize("load", [load_image_folder, read_image_folder])
+@pytest.mark.parametrize("load", [list_image_folder, load_image_folder])
 def test_folder_without_images(tmp_path, load):
     (tmp_path / "a").mkdir()
     _save(tmp_path / "loose.png", _gray(0))  # not inside a class folder
@@ -311,77 +308,10 @@ def test_folder_spec_with_a_single_class(tmp_path):
         load_dataset(f"folder:{tmp_path}")
 
 
-@pytest.mark.parametrize("load", [list_image_folder, load_image_folder, read_image_folder])
+@pytest.mark.parametrize("load", [list_image_folder, load_image_folder])
 def test_folder_missing(tmp_path, load):
     with pytest.raises(FileNotFoundError, match=f"image folder not found: {tmp_path / 'missing'}"):
         load(tmp_path / "missing")
-
-
-def test_read_image_folder_grayscale_classes(tmp_path):
-    _save(tmp_path / "cat" / "b.png", _gray(255))
-    _save(tmp_path / "cat" / "a.PNG", _gray(0))
-    _save(tmp_path / "dog" / "x.png", _gray(51))
-    _save(tmp_path / "eel" / "y.bmp", _gray(102))
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "dog" / "notes.txt").write_text("not an image")
-    x, labels = read_image_folder(tmp_path)
-    assert x.shape == (4, 4, 6) and x.dtype == np.uint8
-    assert labels.tolist() == ["cat", "cat", "dog", "eel"]
-    np.testing.assert_array_equal(x[:, 0, 0], [0, 255, 51, 102])  # a.PNG before b.png
-
-
-def test_read_image_folder_one_colour_image_makes_all_rgb(tmp_path):
-    rgb = np.zeros((4, 6, 3), dtype=np.uint8)
-    rgb[..., 0] = 255
-    _save(tmp_path / "red" / "r.png", rgb)
-    _save(tmp_path / "gray" / "g.png", _gray(102))
-    x, _ = read_image_folder(tmp_path)
-    assert x.shape == (2, 3, 4, 6)
-    np.testing.assert_array_equal(x[0], 102)  # "gray" sorts first; replicated into 3 channels
-    np.testing.assert_array_equal(x[1, :, 0, 0], [255, 0, 0])
-
-
-def test_read_image_folder_rgb_files_with_gray_pixels_stay_gray(tmp_path):
-    _save(tmp_path / "a" / "1.png", np.repeat(_gray(10)[..., None], 3, axis=2))
-    _save(tmp_path / "b" / "2.png", _gray(20))
-    assert read_image_folder(tmp_path)[0].shape == (2, 4, 6)
-
-
-def test_read_image_folder_sizes_must_match_without_image_size(tmp_path):
-    _save(tmp_path / "a" / "1.png", _gray(0, (4, 6)))
-    _save(tmp_path / "b" / "2.png", _gray(0, (5, 6)))
-    with pytest.raises(ValueError, match=r"1.png is 4x6 \(HxW\) but .*2.png is 5x6"):
-        read_image_folder(tmp_path)
-
-
-def test_read_image_folder_image_size_resizes(tmp_path):
-    _save(tmp_path / "a" / "1.png", _gray(200, (4, 6)))
-    _save(tmp_path / "b" / "2.jpg", _gray(200, (9, 3)))
-    x, _ = read_image_folder(tmp_path, image_size=(5, 7))
-    assert x.shape == (2, 5, 7)
-    np.testing.assert_allclose(x, 200, atol=2)  # bilinear keeps a flat image flat (JPEG ±1)
-
-
-def test_read_image_folder_bad_image_size(tmp_path):
-    _save(tmp_path / "a" / "1.png", _gray(0))
-    with pytest.raises(ValueError, match="image_size must be \\(height, width\\)"):
-        read_image_folder(tmp_path, image_size=(0, 5))
-
-
-def test_read_image_folder_corrupt_image_is_named(tmp_path):
-    _save(tmp_path / "a" / "1.png", _gray(0))
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(ValueError, match="cannot read image .*broken.png"):
-        read_image_folder(tmp_path)
-
-
-def test_read_image_folder_class_name_that_is_not_utf8_is_escaped(tmp_path):
-    _save(_latin1_folder(tmp_path) / "1.png", _gray(0))
-    _save(tmp_path / "dog" / "2.png", _gray(255))
-    x, labels = read_image_folder(tmp_path)
-    assert labels.tolist() == ["caf\\xe9", "dog"]
-    np.testing.assert_array_equal(x[:, 0, 0], [0, 255])  # the files were read from the real folder
 
 
 # ---------------------------------------------------------------- csv / parquet

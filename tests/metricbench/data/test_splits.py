@@ -183,3 +183,63 @@ def test_validation_split_keeps_the_fingerprint():
     labels = np.repeat(np.arange(4), 10)
     outer = dataclasses.replace(make_split(labels), fingerprint="f" * 32)
     assert validation_split(outer, labels).fingerprint == "f" * 32
+
+
+# ---------------------------------------------------------------- standard: the dataset's own split
+
+# 12 training classes (ids 0-11) and 8 test classes (12-19), 3 rows each, rows interleaved.
+STANDARD_LABELS = np.tile(np.arange(20), 3)
+TRAIN_PART = np.flatnonzero(STANDARD_LABELS < 12)
+
+
+@pytest.mark.parametrize("parts", [
+    {"train": TRAIN_PART, "test": np.flatnonzero(STANDARD_LABELS >= 12)},
+    {"train": TRAIN_PART, "query": np.flatnonzero((STANDARD_LABELS >= 12) & (np.arange(60) < 20)),
+     "gallery": np.flatnonzero((STANDARD_LABELS >= 12) & (np.arange(60) >= 20))},
+])
+def test_standard_keeps_the_official_test_and_validates_on_held_out_training_classes(parts, tmp_path):
+    split = make_split(STANDARD_LABELS, protocol="standard", seed=4, parts=parts)
+    _check_partition(split, STANDARD_LABELS.size)
+    np.testing.assert_array_equal(split.test, np.flatnonzero(STANDARD_LABELS >= 12))
+    val_classes = set(STANDARD_LABELS[split.val])
+    assert len(val_classes) == 3 and not val_classes & set(STANDARD_LABELS[split.train])  # 25% of 12 classes
+    assert val_classes <= set(range(12))
+    if "query" in parts:
+        np.testing.assert_array_equal(split.queries, parts["query"])
+        np.testing.assert_array_equal(split.gallery, parts["gallery"])
+    else:
+        assert split.queries is None and split.gallery is None
+    save_split(split, tmp_path / "split.npz")
+    loaded = load_split(tmp_path / "split.npz")
+    assert loaded.protocol == "standard"
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(split, name))
+    assert (loaded.queries is None) == (split.queries is None)
+    if split.queries is not None:
+        np.testing.assert_array_equal(loaded.queries, split.queries)
+    other = make_split(STANDARD_LABELS, protocol="standard", seed=5, parts=parts)
+    assert set(STANDARD_LABELS[other.val]) != val_classes or not np.array_equal(other.val, split.val)
+
+
+def test_standard_needs_the_dataset_split_and_only_it_uses_one():
+    with pytest.raises(ValueError, match="this dataset has none; use protocol closed or open"):
+        make_split(STANDARD_LABELS, protocol="standard")
+    with pytest.raises(ValueError, match=r"has one \(train, test\); use protocol standard"):
+        make_split(STANDARD_LABELS, protocol="closed", parts={"train": TRAIN_PART, "test": np.arange(1)})
+    few = {"train": np.flatnonzero(STANDARD_LABELS < 3), "test": np.flatnonzero(STANDARD_LABELS >= 3)}
+    with pytest.raises(ValueError, match="training part has 3 classes"):
+        make_split(STANDARD_LABELS, protocol="standard", parts=few)
+    none = make_split(STANDARD_LABELS, protocol="standard", parts=few, val_fraction=0.0)
+    assert none.val.size == 0
+
+
+def test_standard_validation_split_scores_on_the_held_out_classes():
+    from metricbench.data import validation_split
+
+    parts = {"train": TRAIN_PART, "test": np.flatnonzero(STANDARD_LABELS >= 12)}
+    split = make_split(STANDARD_LABELS, protocol="standard", seed=4, parts=parts)
+    inner = validation_split(split, STANDARD_LABELS)
+    np.testing.assert_array_equal(inner.test, split.val)  # trials are scored on the validation classes
+    assert not np.isin(np.concatenate([inner.train, inner.val]), split.test).any()
+    classes = [set(STANDARD_LABELS[rows]) for rows in (inner.train, inner.val, inner.test)]
+    assert not (classes[0] & classes[1]) and not (classes[0] & classes[2]) and len(classes[1]) == 2  # 25% of 9
