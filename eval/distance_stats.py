@@ -1,17 +1,18 @@
 """Class-level distance statistics of a labelled embedding: how tight each class is, how far apart.
 
 Everything is O(N * D) time and memory except the (C, C) centroid distances, which are computed
-in row blocks of bounded size, and the silhouette, which scikit-learn computes on at most
-`max_silhouette` rows in memory-bounded chunks. Nothing (N, N) is ever built. Inputs are converted
+in row blocks of bounded size (O(C^2 * D) time, O(C) memory beyond the blocks), and the silhouette,
+which scikit-learn computes on at most `max_silhouette` rows in chunks that `_SILHOUETTE_BYTES`
+bounds. Nothing (N, N) or (C, C) is ever built. Inputs are converted
 once to float32 by `to_float32_matrix` (as for the kNN search); every computation then runs in float64.
 """
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
+from sklearn import config_context
 from sklearn.metrics import silhouette_score
 
 from .inputs import check_int, check_metric, l2_normalized, to_float32_matrix, to_int_labels
@@ -20,6 +21,11 @@ __all__ = ["class_distance_stats"]
 
 # Centroid-distance entries per row block (32 MiB of float64; a few such temporaries live at once).
 _BLOCK_ENTRIES = 2**22
+# Bytes of one silhouette chunk: scikit-learn holds a (rows, M) block of distances and a (rows, classes)
+# block of per-class sums at once (and a temporary as large as the first). Its own default, 1 GiB of
+# distances alone, put both in one chunk: 800 MB + 10,000 x classes x 8 bytes at M = 10,000 rows,
+# ~1.3 GB on SOP's 11,316 classes. Each row's silhouette is computed alone, so chunks change no value.
+_SILHOUETTE_BYTES = 256 * 2**20
 
 
 def _class_quantile(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, q: float) -> np.ndarray:
@@ -114,10 +120,13 @@ def _silhouette(x: np.ndarray, labels: np.ndarray, max_rows: int, seed: int) -> 
     if x.shape[0] > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(x.shape[0], size=max_rows, replace=False))
         x, labels = x[rows], labels[rows]
-    used = x.shape[0]
-    if not 2 <= np.unique(labels).size <= used - 1:  # scikit-learn's own range; undefined outside it
+    used, classes = x.shape[0], np.unique(labels).size
+    if not 2 <= classes <= used - 1:  # scikit-learn's own range; undefined outside it
         return float("nan"), used
-    return float(silhouette_score(x, labels, metric="euclidean")), used
+    # working_memory (MiB) sizes scikit-learn's chunks by their distance rows alone: share the budget
+    # out so that distances and per-class sums together stay within it.
+    with config_context(working_memory=_SILHOUETTE_BYTES / 2**20 * used / (used + classes)):
+        return float(silhouette_score(x, labels, metric="euclidean")), used
 
 
 def class_distance_stats(

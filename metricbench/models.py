@@ -119,7 +119,7 @@ class EmbeddingNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, ...) inputs (float, or uint8 images 0-255) → (B, D) embeddings."""
         if x.dtype == torch.uint8:
-            x = x.float().div_(255)
+            x = x / 255  # true division: float32 in one pass
         z = self.backbone((x - self.mean) / self.std)
         return F.normalize(z, dim=1) if self.normalize else z
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from metricbench.eval.sprite import tile_size
+
 from .config import ExperimentConfig
 from .data import Dataset, Split, load_dataset, make_split
 from .data.image_files import ImageFiles
@@ -24,7 +26,7 @@ from .trainer import BatchSource, TensorRows, embed
 
 __all__ = ["RunInputs", "load_inputs"]
 
-_THUMBNAIL = 64  # px per side of the sprite thumbnails of photos (the projector shrinks them further when many)
+_THUMBNAIL = 64  # px per side of the sprite thumbnails of photos, at most
 _PHOTO_ONLY = ("image_size", "crop_scale", "crop_boxes", "color", "skip_bad_images")
 
 
@@ -120,12 +122,18 @@ class RunInputs:
         return {"path": np.array(paths, dtype=object), **{k: v[rows] for k, v in self.data.metadata.items()}}
 
     def thumbnails(self, rows: np.ndarray) -> np.ndarray | None:
-        """Images of `rows` for a projector sprite: the arrays themselves in memory, small eval-transformed
-        uint8 copies of photos; None for vectors."""
+        """Images of `rows` for a projector sprite: the arrays themselves in memory, eval-transformed uint8
+        copies of photos at the sprite's tile size (64 px, less when many must fit its 8192 px); None for vectors."""
         if self.transform is None:
             return self.data.x[rows] if self.data.kind == "image" else None
-        small = dataclasses.replace(self.transform, size=(_THUMBNAIL, _THUMBNAIL))
-        return torch.cat(list(load_images(self.data, rows, small, batch_size=256, workers=self.workers))).numpy()
+        side = tile_size(len(rows), _THUMBNAIL, _THUMBNAIL)[0]
+        small = dataclasses.replace(self.transform, size=(side, side))
+        out = np.empty((len(rows), small.channels, side, side), dtype=np.uint8)
+        start = 0
+        for images in load_images(self.data, rows, small, batch_size=256, workers=self.workers):
+            out[start:start + len(images)] = images.numpy()
+            start += len(images)
+        return out
 
 
 def load_inputs(config: ExperimentConfig) -> RunInputs:

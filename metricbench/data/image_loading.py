@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
 from .image_files import ImageFiles
@@ -48,11 +48,7 @@ class _Decoded(Dataset):
         try:
             if seed is None:
                 return row, self.transform.eval(self.files.path(row), box), None
-            with torch.random.fork_rng(devices=[]):  # the caller's random stream stays untouched
-                # The CPU generator alone: torch.manual_seed would also queue a CUDA seeding with its stack trace
-                # (0.2-0.3 ms an image, a fifth of the decoding), and the crop draws only on the CPU.
-                torch.default_generator.manual_seed(seed)
-                return row, self.transform.train(self.files.path(row), box), None
+            return row, self.transform.train(self.files.path(row), box, seed=seed), None
         except UnreadableImage as error:
             return row, None, str(error)
 
@@ -67,15 +63,9 @@ class _Batch:
 def _collate(samples: list[tuple[int, Tensor | None, str | None]]) -> _Batch:
     kept = [(row, image) for row, image, _ in samples if image is not None]
     failed = [(row, message) for row, image, message in samples if image is None]
-    if kept:
-        first = kept[0][1]
-        # In a worker, stack straight into shared memory, which is how the batch travels to the main process;
-        # a private tensor would be copied there once more (as torch's default_collate does).
-        shared = torch.utils.data.get_worker_info() is not None
-        images = torch.empty((len(kept), *first.shape), dtype=first.dtype).share_memory_() if shared else None
-        images = torch.stack([image for _, image in kept], out=images)
-    else:
-        images = torch.empty((0, 0, 0, 0), dtype=torch.uint8)
+    # default_collate stacks straight into shared memory in a worker, which is how the batch travels to the main
+    # process; a private tensor would be copied there once more.
+    images = default_collate([image for _, image in kept]) if kept else torch.empty((0, 0, 0, 0), dtype=torch.uint8)
     return _Batch(np.array([row for row, _ in kept], dtype=np.int64), images, failed)
 
 

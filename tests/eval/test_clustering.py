@@ -58,6 +58,21 @@ def test_scores_are_sklearns_and_pmls():
     assert 0.0 < ami(labels, clusters) < nmi(labels, clusters) < 1.0
 
 
+
+@pytest.mark.parametrize(
+    "num, classes, clusters, agreeing",
+    [(3000, 300, 250, 0.5), (2000, 40, 7, 0.0), (500, 3, 2, 0.9), (1200, 600, 600, 1.0), (400, 2, 390, 0.3)],
+)
+def test_grouped_ami_above_the_pair_limit_equals_sklearns(monkeypatch, num, classes, clusters, agreeing):
+    rng = np.random.default_rng(num + classes)
+    labels = rng.integers(0, classes, num)
+    assignment = np.where(rng.random(num) < agreeing, labels % clusters, rng.integers(0, clusters, num))
+    expected = adjusted_mutual_info_score(labels, assignment)
+    monkeypatch.setattr(clustering_module, "AMI_SKLEARN_MAX_PAIRS", 0)
+    assert ami(labels, assignment) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    monkeypatch.setattr(clustering_module, "_EMI_TERMS_PER_BLOCK", 5)  # many blocks, one pair may span several
+    assert ami(labels, assignment) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
 def test_doctests():
     result = doctest.testmod(clustering_module)
     assert result.attempted > 0 and result.failed == 0

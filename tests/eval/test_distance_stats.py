@@ -220,6 +220,17 @@ def test_many_centroid_blocks_give_the_single_block_result(monkeypatch):
     pd.testing.assert_frame_equal(blocked_table, table, rtol=1e-12)
 
 
+
+def test_silhouette_chunks_give_sklearns_single_chunk_value(monkeypatch):
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 45, size=400)
+    x = rng.standard_normal((400, 6)) + labels[:, None] * 0.05
+    summary, _ = class_distance_stats(x, labels)
+    monkeypatch.setattr(distance_stats_module, "_SILHOUETTE_BYTES", 400 * 8 * 9)  # ~8 distance rows per chunk
+    chunked, _ = class_distance_stats(x, labels)
+    expected = silhouette_score(x.astype(np.float32).astype(np.float64), labels)  # the float32 input, as ours
+    assert chunked["silhouette"] == summary["silhouette"] == expected
+
 def test_only_singletons():
     x = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
     summary, table = class_distance_stats(x, np.array([5, 1, 9]))

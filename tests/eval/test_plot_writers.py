@@ -25,7 +25,7 @@ from metricbench.eval import (
     write_eval_plots,
 )
 from metricbench.eval.plot_drawing import class_margin_figure, distance_histogram_figure, umap_figure
-from metricbench.eval.umap_projection import sample_rows, umap_2d
+from metricbench.eval.umap_projection import sample_rows
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
