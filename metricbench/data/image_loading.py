@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -58,6 +58,10 @@ class _Batch:
     rows: np.ndarray  # (b,) dataset rows of the decoded images
     images: Tensor  # (b, C, H, W) uint8
     failed: list[tuple[int, str]]  # (row, message) of the images that could not be read
+
+    def pin_memory(self) -> _Batch:
+        """Called by ``DataLoader(pin_memory=True)`` (training on CUDA): the images in page-locked memory."""
+        return replace(self, images=self.images.pin_memory())
 
 
 def _collate(samples: list[tuple[int, Tensor | None, str | None]]) -> _Batch:
