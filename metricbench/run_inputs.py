@@ -70,10 +70,11 @@ class RunInputs:
         d = config.data
         if d.mean is not None:
             mean, std = torch.tensor(d.mean, dtype=torch.float64), torch.tensor(d.std, dtype=torch.float64)
-            channels = self.input_shape[0]
-            if len(self.input_shape) == 3 and mean.numel() not in (1, channels):
-                raise ValueError(f"data.mean and data.std must have 1 or {channels} values (one per channel), "
-                                 f"got {mean.numel()}")
+            values = self.input_shape[0]  # channels of images, features of vectors
+            if mean.numel() not in (1, values):
+                per = "channel" if len(self.input_shape) == 3 else "feature"
+                allowed = "1 value" if values == 1 else f"1 or {values} values (one per {per})"
+                raise ValueError(f"data.mean and data.std must have {allowed}, got {mean.numel()}")
         elif self.transform is not None:
             mean, std = torch.tensor(IMAGENET_MEAN, dtype=torch.float64), torch.tensor(IMAGENET_STD, dtype=torch.float64)
             if self.transform.channels == 1:  # gray photos: the mean of ImageNet's channel statistics

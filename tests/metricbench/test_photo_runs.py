@@ -113,6 +113,9 @@ def test_photo_options_are_refused_for_in_memory_data(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "run"), "--set", "data.crop_boxes=true"]) == 2
     assert "data.crop_boxes applies only to photos" in capsys.readouterr().err
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "run"), "--set", "data.mean=[0.5, 0.5]",
+                 "--set", "data.std=[1.0, 1.0]"]) == 2
+    assert "data.mean and data.std must have 1 value, got 2" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
