@@ -115,7 +115,8 @@ def _add_run_tools(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="a preset (quick, full) or a benchmark TOML file")
+    p.add_argument("spec", help="a preset (quick, full; Reality-Check protocol: cub200, cars196, sop, inshop, each "
+                   "also -frozen for a CPU) or a benchmark TOML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one spec value, e.g. --set seeds=[0] --set base.train.epochs=2 (repeatable)")
     p.add_argument("--out", type=Path, help="tables, figures and chosen options (default results/<spec name>)")
@@ -137,6 +138,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_spec_arguments(p)
     p.add_argument("--epochs", type=int, help="shorthand for --set base.train.epochs=N")
+    p.add_argument("--datasets", nargs="+", metavar="SPEC",
+                   help="shorthand for --set datasets=[...], e.g. --datasets cub200:/data/CUB_200_2011")
     p.add_argument("--seeds", type=int, nargs="+", help="shorthand for --set seeds=[...]")
     p.add_argument("--workers", type=int, help="runs at a time (default: the number of CPU cores)")
     p.add_argument("--threads", type=int, help="threads per run (default: cores / workers)")
@@ -327,8 +330,8 @@ def _spec(args: argparse.Namespace, shorthands: dict[str, object]) -> tuple:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import BenchFailed, aggregate, run_bench
 
-    spec, out, runs = _spec(args, {"base.train.epochs": args.epochs, "seeds": args.seeds, "workers": args.workers,
-                                   "threads": args.threads, "imports": args.imports or None})
+    spec, out, runs = _spec(args, {"base.train.epochs": args.epochs, "seeds": args.seeds, "datasets": args.datasets,
+                                   "workers": args.workers, "threads": args.threads, "imports": args.imports or None})
     # The command that makes these results (what --aggregate-only rebuilds is the same).
     shown = [a for a in args.argv if a not in ("--aggregate-only", "--no-progress")]
     command = "metricbench " + " ".join(shlex.quote(a) for a in shown)

@@ -17,7 +17,8 @@ import tomli_w
 from .atomic import atomic_write
 from .data.image_transforms import COLOR_MODES
 from .data.splits import PROTOCOLS
-from .models import ModelConfig
+from .model_selection import SELECTION_METRICS
+from .models import PRECISIONS, ModelConfig
 from .typed_config import config_from_dict, read_toml
 
 __all__ = [
@@ -131,11 +132,12 @@ class OptimConfig:
     """Optimizer and schedule.
 
     Attributes:
-        name: `adam`, `adamw` or `sgd`.
+        name: `adam`, `adamw`, `sgd` or `rmsprop` (A Metric Learning Reality Check's).
         lr: learning rate of the model (and of loss parameters unless `loss_lr` or the loss sets one).
+        backbone_lr: learning rate of a timm backbone's trunk (its own parameter group); default `lr`.
         loss_lr: learning rate of the loss's own parameters (heads, centers); default `lr`.
         weight_decay: L2 penalty (decoupled for adamw).
-        momentum: SGD momentum.
+        momentum: SGD and RMSprop momentum.
         schedule: `cosine` (per-step decay to 0) or `constant`.
         warmup_epochs: linear warm-up length, in epochs (may be fractional).
         clip_grad_norm: clip the global gradient norm to this value (off when unset).
@@ -143,6 +145,7 @@ class OptimConfig:
 
     name: str = "adam"
     lr: float = 1e-3
+    backbone_lr: float | None = None
     loss_lr: float | None = None
     weight_decay: float = 0.0
     momentum: float = 0.9
@@ -151,11 +154,11 @@ class OptimConfig:
     clip_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"optim.name must be one of adam, adamw, sgd; got {self.name!r}")
+        if self.name not in ("adam", "adamw", "sgd", "rmsprop"):
+            raise ValueError(f"optim.name must be one of adam, adamw, sgd, rmsprop; got {self.name!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"optim.schedule must be one of cosine, constant; got {self.schedule!r}")
-        for key in ("lr", "loss_lr", "clip_grad_norm"):
+        for key in ("lr", "backbone_lr", "loss_lr", "clip_grad_norm"):
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ValueError(f"optim.{key} must be > 0, got {value}")
@@ -177,6 +180,16 @@ class TrainConfig:
         log_every: steps between logged scalars.
         num_workers: processes decoding streamed photos (default: one per core, at most 8; 0 decodes in
             the training process). In-memory data needs none.
+        precision: `fp32`, or mixed precision `bf16` (CPU and CUDA) or `fp16` (with a gradient scaler) for
+            the model's forward pass; embeddings are float32 before any loss.
+        feature_cache: with `model.freeze_backbone`, read the backbone's features from the on-disk cache
+            (computed once, shared by every run and process: $METRICBENCH_CACHE_DIR, default
+            ~/.cache/metricbench/features); false runs the frozen backbone on every step (same numbers, slower).
+        select_by: test (and export) the model of the epoch with the best validation value of this metric,
+            `map_at_r`, `precision_at_1` or `r_precision` (the earliest epoch on ties), as in A Metric
+            Learning Reality Check; needs validation rows. Unset: the last epoch's model.
+        patience: stop training after this many epochs without a better validation `select_by` value
+            (needs `select_by`). Unset: train all `epochs`.
     """
 
     epochs: int = 10
@@ -186,20 +199,31 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 10
     num_workers: int | None = None
+    precision: str = "fp32"
+    feature_cache: bool = True
+    select_by: str | None = None
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in ("auto", "random", "m-per-class"):
             raise ValueError(f"train.sampler must be one of auto, random, m-per-class; got {self.sampler!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be one of auto, cpu, cuda; got {self.device!r}")
-        for key in ("epochs", "batch_size", "log_every", "m_per_class"):
+        for key in ("epochs", "batch_size", "log_every", "m_per_class", "patience"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {value}")
         if self.batch_size < 2:
             raise ValueError(f"train.batch_size must be >= 2, got {self.batch_size}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"train.num_workers must be >= 0, got {self.num_workers}")
+        if self.select_by is not None and self.select_by not in SELECTION_METRICS:
+            raise ValueError(f"train.select_by must be one of {', '.join(SELECTION_METRICS)}; got {self.select_by!r}")
+        if self.patience is not None and self.select_by is None:
+            raise ValueError(f"train.patience needs train.select_by (the validation metric it waits on); "
+                             f"got patience {self.patience} and no select_by")
 
 
 @dataclass(frozen=True)
@@ -238,6 +262,13 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optim.backbone_lr is not None and not self.model.arch.startswith("timm:"):
+            raise ValueError(f"optim.backbone_lr applies to timm backbones (model.arch = \"timm:<name>\"), "
+                             f"got model.arch {self.model.arch!r}")
+        if self.optim.backbone_lr is not None and self.model.freeze_backbone:
+            raise ValueError("optim.backbone_lr has nothing to train with model.freeze_backbone = true")
 
 
 def _drop_none(value: Any) -> Any:

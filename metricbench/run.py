@@ -31,6 +31,7 @@ from .data.image_files import ImageFiles
 from .distributed import DistributedContext, process_group, run_on_main
 from .evaluation import DEFAULT_KS, check_evaluable, evaluate, projector_metadata, write_evaluation
 from .logger import RunLogger
+from .model_selection import best_epoch, should_stop
 from .models import EmbeddingNet, build_model
 from .output_dir import make_out_dir
 from .run_dir import RunDir
@@ -79,9 +80,11 @@ def _eval_config(config: EvalConfig, data: Dataset | ImageFiles, rows: np.ndarra
     return dataclasses.replace(config, ks=kept)
 
 
-def _build(config: ExperimentConfig, inputs: RunInputs, num_classes: int) -> tuple[EmbeddingNet, EmbeddingLoss]:
+def _build(config: ExperimentConfig, inputs: RunInputs, num_classes: int, *,
+           load_weights: bool = True) -> tuple[EmbeddingNet, EmbeddingLoss]:
     torch.manual_seed(config.seed)  # fixes the initial weights of model and loss
-    model = build_model(config.model, input_shape=inputs.input_shape, mean=inputs.mean, std=inputs.std)
+    model = build_model(config.model, input_shape=inputs.input_shape, mean=inputs.mean, std=inputs.std,
+                        precision=config.train.precision, load_weights=load_weights)
     loss_fn = build_loss(
         config.loss.name, num_classes=num_classes, embedding_dim=config.model.embedding_dim, **config.loss.options
     )
@@ -144,8 +147,13 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
     eval_config = _eval_config(config.eval, data, split.test, _query_mask(split))
     check_evaluable(data.y[split.test], eval_config.ks, labels_name=f"the {len(split.test)} test rows' labels",
                     ks_name="eval.ks", queries=_query_mask(split))
+    select_by, patience = config.train.select_by, config.train.patience
+    if select_by is not None:
+        _check_selectable(select_by, data.y[split.val])
     inputs = inputs.with_statistics(config, split.train)
     model, loss_fn = _build(config, inputs, data.num_classes)
+    if config.model.freeze_backbone:  # the frozen trunk's features, from the cache (computed on a miss)
+        inputs = inputs.with_frozen_backbone(config, model, device, progress=progress)
     trainer = Trainer(model, loss_fn, optim=config.optim, train=config.train, labels=data.y[split.train],
                       seed=config.seed, device=device)
     history: list[dict[str, Any]] = []
@@ -170,9 +178,13 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
         if logger is not None:
             logger.log(step, epoch, values)
 
+    def stops_early() -> bool:
+        # The val_ values are rank 0's alone (it computes them): its decision is every rank's.
+        return patience is not None and run_on_main(lambda: should_stop(history, select_by, patience))
+
     with logger if logger is not None else contextlib.nullcontext():
         try:
-            while trainer.epoch < config.train.epochs:
+            while trainer.epoch < config.train.epochs and not stops_early():
                 if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
                     return {"test": {}, "history": history, "stopped_after_epoch": trainer.epoch}
                 means = trainer.train_epoch(training_rows, log=lambda s, v: log(s, trainer.epoch + 1, v),
@@ -188,6 +200,10 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
                 log(trainer.step, trainer.epoch, {k.replace("_", "/", 1): v for k, v in record.items() if k != "epoch"})
                 history.append(record)
                 if ranks.is_main:
+                    if select_by is not None and best_epoch(history, select_by) == trainer.epoch:
+                        # Before the checkpoint: a run killed between the two saves retrains this epoch when
+                        # resumed and saves it again; the other order could leave an older best_model.pt.
+                        save_checkpoint({"model": model.state_dict(), "epoch": trainer.epoch}, run.best_model)
                     save_checkpoint({**trainer.state_dict(), "history": json.dumps(history)}, run.checkpoint)
                 saved_epoch = trainer.epoch
                 epochs_this_call += 1
@@ -197,6 +213,9 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
                       f"metricbench train --resume --out {out}")
             raise
     train_seconds = time.perf_counter() - started
+    stopped_early = trainer.epoch < config.train.epochs
+    if select_by is not None:  # rank 0 reads the run directory, so other machines need not share it
+        model.load_state_dict(run_on_main(lambda: load_checkpoint(run.best_model)["model"]))
 
     embeddings = inputs.embed(model, split.test, device, progress=progress)  # every rank embeds a share of the rows
     if not ranks.is_main:
@@ -204,8 +223,21 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
     test = _evaluate(embeddings, inputs, split, eval_config, seed=config.seed, out_dir=out, progress=progress)
     metrics = {"test": test, "history": history, "epochs": trainer.epoch, "train_seconds_this_call": round(train_seconds, 3),
                "num_classes": data.num_classes, "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}}
+    if stopped_early:
+        metrics["stopped_early_at_epoch"] = trainer.epoch
+    if select_by is not None:
+        metrics.update(selected_epoch=best_epoch(history, select_by), selected_by=select_by)
     write_json(metrics, run.metrics)  # last: a metrics.json marks the run complete
     return metrics
+
+
+def _check_selectable(select_by: str, val_labels: np.ndarray) -> None:
+    """Refuse `train.select_by` on a split whose validation rows cannot score an epoch."""
+    if len(val_labels) < 2:
+        raise ValueError(f"train.select_by = {select_by!r} picks the epoch by its validation {select_by}, but the "
+                         f"split has no validation rows (got {len(val_labels)}); set data.val_fraction > 0 "
+                         "or leave train.select_by unset")
+    check_evaluable(val_labels, (1,), labels_name=f"train.select_by: the {len(val_labels)} validation rows' labels")
 
 
 def _query_mask(split: Split) -> np.ndarray | None:
@@ -264,7 +296,11 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
-    """Rebuild a run's model from its directory (config, split, checkpoint; `weights_only` load)."""
+    """Rebuild a run's model from its directory (config, split, checkpoint; `weights_only` load).
+
+    With `train.select_by` the model is the selected epoch's (`best_model.pt`); otherwise, or before
+    any epoch was saved as best, the last checkpointed epoch's.
+    """
     run = RunDir(run_dir)
     if not run.config.is_file():
         raise FileNotFoundError(f"{str(run.path)!r} is not a run directory (no {run.config.name})")
@@ -272,7 +308,10 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
     inputs = load_inputs(config)
     split = _rows_used(config, inputs.data, _saved_split(run, inputs.data))
     inputs = inputs.with_statistics(config, split.train)
-    model, _ = _build(config, inputs, inputs.data.num_classes)
-    model.load_state_dict(load_checkpoint(run.checkpoint)["model"])
+    model, _ = _build(config, inputs, inputs.data.num_classes, load_weights=False)  # the checkpoint has them all
+    selected = config.train.select_by is not None and run.best_model.is_file()
+    model.load_state_dict(load_checkpoint(run.best_model if selected else run.checkpoint)["model"])
     torch_device = resolve_device(device)
+    if config.model.freeze_backbone:
+        inputs = inputs.with_frozen_backbone(config, model, torch_device)
     return LoadedRun(config, inputs, split, model.to(torch_device).eval(), torch_device)

@@ -3,6 +3,7 @@
     config.toml      resolved config (re-run with `metricbench train --config config.toml`)
     split.npz        the train/val/test row indices and the data's fingerprint
     checkpoint.pt    model, loss state, optimizer, schedule; rewritten atomically every epoch
+    best_model.pt    with `train.select_by`: the model of the best validation epoch so far (what is tested)
     log.csv          scalars (step, epoch, name, value); tensorboard/ holds the same for TensorBoard
     metrics.json     test metrics, validation history, timing; written last, so it marks the run complete
     class_stats.csv  per test class: size, spread around its centroid, nearest other class, margin
@@ -40,6 +41,7 @@ class RunDir:
     config = _file("config.toml")
     split = _file("split.npz")
     checkpoint = _file("checkpoint.pt")
+    best_model = _file("best_model.pt")
     log_csv = _file("log.csv")
     tensorboard = _file("tensorboard")
     metrics = _file("metrics.json")

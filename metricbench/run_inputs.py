@@ -1,4 +1,5 @@
-"""How a run's data reaches the model: rows of an in-memory array, or photos decoded from disk.
+"""How a run's data reaches the model: rows of an in-memory array, photos decoded from disk, or the
+cached features of a frozen backbone.
 
 `RunInputs` is the one place that knows the difference; the run, evaluation and export ask it for
 training batches, embeddings, thumbnails and input statistics, whatever the source.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +23,10 @@ from .data.image_files import ImageFiles
 from .data.image_loading import StreamedImages, default_workers, embed_images, load_images
 from .data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
 from .distributed import all_gather_rows, current_context
+from .feature_cache import cached_features, files_signature, state_dict_digest
+from .models import EmbeddingNet
 from .sampling import rank_share
+from .timm_backbone import is_timm, pretrained_input_config, timm_name
 from .trainer import BatchSource, TensorRows, embed
 
 __all__ = ["RunInputs", "load_inputs"]
@@ -38,14 +43,21 @@ class RunInputs:
         data: the dataset (in memory, or image files).
         transform: the train/eval transforms of image files; None in memory.
         workers: DataLoader workers decoding image files.
+        photo_stats: the default per-channel (mean, std) of photos: the timm backbone's pretrained ones, else ImageNet's.
         mean, std: the model's input normalisation (shaped to broadcast against one sample).
+        features: (N, F) frozen-backbone features of every dataset row (a read-only memory map of the cache),
+            which then replace the images; None otherwise.
+        augment: train on augmented photos (false for a frozen backbone: it sees what its features are of).
     """
 
     data: Dataset | ImageFiles
     transform: ImageTransform | None
     workers: int
+    photo_stats: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+    features: np.ndarray | None = None
+    augment: bool = True
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -65,7 +77,7 @@ class RunInputs:
         return dataclasses.replace(split, fingerprint=self.data.fingerprint)
 
     def with_statistics(self, config: ExperimentConfig, train_rows: np.ndarray) -> RunInputs:
-        """These inputs with the model's normalisation set: `data.mean`/`data.std` when given, else ImageNet's
+        """These inputs with the model's normalisation set: `data.mean`/`data.std` when given, else `photo_stats`
         for photos and the training rows' statistics (per channel, or per feature) in memory."""
         d = config.data
         if d.mean is not None:
@@ -76,8 +88,8 @@ class RunInputs:
                 allowed = "1 value" if values == 1 else f"1 or {values} values (one per {per})"
                 raise ValueError(f"data.mean and data.std must have {allowed}, got {mean.numel()}")
         elif self.transform is not None:
-            mean, std = torch.tensor(IMAGENET_MEAN, dtype=torch.float64), torch.tensor(IMAGENET_STD, dtype=torch.float64)
-            if self.transform.channels == 1:  # gray photos: the mean of ImageNet's channel statistics
+            mean, std = (torch.tensor(stats, dtype=torch.float64) for stats in self.photo_stats)
+            if self.transform.channels == 1:  # gray photos: the mean of the channel statistics
                 mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
         else:
             x = self.data.x[train_rows]
@@ -91,10 +103,46 @@ class RunInputs:
     def training_rows(self, rows: np.ndarray, *, seed: int, skip_bad_images: bool,
                       device: torch.device) -> BatchSource:
         """The trainer's batch source over the dataset rows `rows`."""
+        if self.features is not None:
+            return TensorRows(torch.from_numpy(self.features[rows]), torch.from_numpy(self.data.y[rows]))
         if self.transform is None:
             return TensorRows(torch.from_numpy(self.data.x[rows]), torch.from_numpy(self.data.y[rows]))
         return StreamedImages(self.data, rows, self.transform, seed=seed, workers=self.workers,
-                              skip_bad_images=skip_bad_images, pin_memory=device.type == "cuda")
+                              skip_bad_images=skip_bad_images, pin_memory=device.type == "cuda", augment=self.augment)
+
+    def with_frozen_backbone(self, config: ExperimentConfig, model: EmbeddingNet, device: torch.device, *,
+                             progress: bool = False) -> RunInputs:
+        """These inputs for a model whose timm trunk is frozen (`model.freeze_backbone`): un-augmented photos,
+        and with `train.feature_cache` the trunk's features of every row, from the on-disk cache (computed
+        once per trunk weights, dataset files, transform, normalisation and precision; shared by every run).
+        `model` then reads features (`takes_features`): it runs its head only."""
+        inputs = dataclasses.replace(self, augment=False)
+        if config.train.feature_cache:
+            inputs = dataclasses.replace(inputs, features=cached_features(
+                self._feature_key(model, config.train.precision),
+                lambda: self._trunk_features(model, device, progress=progress), log=_log))
+        model.takes_features = inputs.features is not None
+        return inputs
+
+    def _feature_key(self, model: EmbeddingNet, precision: str) -> dict:
+        """Everything the trunk's features depend on."""
+        import timm
+
+        photos = self.transform is not None
+        return {"format": 1, "torch": torch.__version__, "timm": timm.__version__,
+                "trunk": type(model.backbone.trunk).__name__, "weights": state_dict_digest(model.backbone.trunk),
+                "dataset": self.data.fingerprint, "rows": len(self.data),
+                "files": files_signature([self.data.path(row) for row in range(len(self.data))]) if photos else None,
+                "transform": dataclasses.asdict(self.transform) if photos else None,
+                "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist(), "precision": precision}
+
+    def _trunk_features(self, model: EmbeddingNet, device: torch.device, *, progress: bool) -> np.ndarray:
+        trunk = _TrunkFeatures(model).to(device)
+        rows = np.arange(len(self.data))
+        if self.transform is None:
+            return embed(trunk, torch.from_numpy(self.data.x), device=device).numpy()
+        return embed_images(trunk, self.data, rows, self.transform, device=device, workers=self.workers,
+                            progress=progress).numpy()
 
     def embed(self, model: torch.nn.Module, rows: np.ndarray, device: torch.device, *,
               progress: bool = False) -> np.ndarray:
@@ -107,7 +155,9 @@ class RunInputs:
         rows = np.asarray(rows, dtype=np.int64)
         shared = ranks.distributed and len(rows) >= ranks.world_size
         mine = rank_share(rows, rank=ranks.rank, world_size=ranks.world_size) if shared else rows
-        if self.transform is None:
+        if self.features is not None:
+            local = embed(model, torch.from_numpy(self.features[mine]), device=device)
+        elif self.transform is None:
             local = embed(model, torch.from_numpy(self.data.x[mine]), device=device)
         else:
             local = embed_images(model, self.data, mine, self.transform, device=device, workers=self.workers,
@@ -137,6 +187,21 @@ class RunInputs:
         return out
 
 
+class _TrunkFeatures(torch.nn.Module):
+    """A model's trunk features as a module's output (what `embed` and `embed_images` call)."""
+
+    def __init__(self, model: EmbeddingNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(x)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def load_inputs(config: ExperimentConfig) -> RunInputs:
     """Load the config's dataset and decide how it is fed (statistics are set later, from the split).
 
@@ -152,7 +217,10 @@ def load_inputs(config: ExperimentConfig) -> RunInputs:
             raise ValueError(f"data.{changed[0]} applies only to photos streamed from disk (cub200:, cars196:, sop:, "
                              f"inshop:, files:, folder:), got dataset {d.dataset!r}")
         return RunInputs(data, None, 0)
-    transform = ImageTransform(size=tuple(d.image_size or (224, 224)), scale=tuple(d.crop_scale), color=d.color,
-                               crop_boxes=d.crop_boxes)
+    # A timm backbone's pretrained input size and normalisation are the defaults: they are what its weights know.
+    pretrained = pretrained_input_config(timm_name(config.model.arch)) if is_timm(config.model.arch) else None
+    size = d.image_size or (pretrained["size"] if pretrained else (224, 224))
+    transform = ImageTransform(size=tuple(size), scale=tuple(d.crop_scale), color=d.color, crop_boxes=d.crop_boxes)
     workers = default_workers() if config.train.num_workers is None else config.train.num_workers
-    return RunInputs(data, transform, workers)
+    stats = (pretrained["mean"], pretrained["std"]) if pretrained else (IMAGENET_MEAN, IMAGENET_STD)
+    return RunInputs(data, transform, workers, photo_stats=stats)

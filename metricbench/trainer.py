@@ -42,15 +42,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_optimizer(model: nn.Module, loss_fn: EmbeddingLoss, config: OptimConfig) -> torch.optim.Optimizer:
-    """One optimizer: the model's group plus the loss's own groups (heads, centers).
+    """One optimizer: the model's group (a timm trunk in its own group when `optim.backbone_lr` is set) plus
+    the loss's own groups (heads, centers).
 
     A loss group keeps its own `lr` when the loss sets one; otherwise it gets `optim.loss_lr`, else `optim.lr`.
     """
-    groups: list[dict[str, Any]] = [{"name": "model", "params": [p for p in model.parameters() if p.requires_grad]}]
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    in_trunk = (lambda name: name.startswith("backbone.trunk.")) if config.backbone_lr else (lambda name: False)
+    groups: list[dict[str, Any]] = [{"name": "model", "params": [p for n, p in trainable if not in_trunk(n)]}]
+    if config.backbone_lr:
+        groups.append({"name": "backbone", "lr": config.backbone_lr, "params": [p for n, p in trainable if in_trunk(n)]})
     for group in loss_fn.param_groups():
         groups.append({"lr": config.loss_lr or config.lr, **group})
     if config.name == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     optimizer_cls = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
     return optimizer_cls(groups, lr=config.lr, weight_decay=config.weight_decay)
 
@@ -146,6 +153,8 @@ class Trainer:
         self.ranks = current_context()
         rows_per_rank(train.batch_size, self.ranks.world_size)  # refuses unequal shares before any work
         self.model = model.to(device)
+        if device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            self.model.to(memory_format=torch.channels_last)  # tensor-core friendly layout for convnets
         self.loss_fn = loss_fn.to(device)
         self.network = _ModelAndLoss(self.model, self.loss_fn)
         if self.ranks.distributed:
@@ -160,6 +169,8 @@ class Trainer:
             self.sampler = "m-per-class" if loss_fn.needs_positive_pairs else "random"
         self.steps_per_epoch = len(self.batches(0))
         self.optimizer = build_optimizer(model, loss_fn, optim)
+        # fp16 gradients underflow without scaling; the scaler skips steps whose gradients overflowed.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_factor(optim, train.epochs * self.steps_per_epoch, self.steps_per_epoch)
         )
@@ -191,6 +202,8 @@ class Trainer:
                    unit="batch")
         for batch, (xb, yb) in bar:
             xb = xb.to(self.device, non_blocking=True)
+            if xb.ndim == 4 and self.device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
             yb = yb.to(self.device, non_blocking=True)
             embeddings, out = self.network(xb, yb)
             # Weight this rank's loss by W·b_r/B (1 in one process, and whenever shares are equal): a local
@@ -199,11 +212,13 @@ class Trainer:
             share = ranks.world_size * len(yb) / len(batch)
             loss = out.loss if share == 1 else out.loss * share
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.scaler.scale(loss).backward()
             if self.optim_config.clip_grad_norm:
+                self.scaler.unscale_(self.optimizer)
                 params = [p for g in self.optimizer.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, self.optim_config.clip_grad_norm)
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.scheduler.step()
             # Non-gradient state (moving centers) follows the step, from this batch's embeddings (a loss
             # gathers every rank's rows itself when it needs the global batch).
@@ -256,6 +271,7 @@ class Trainer:
             "loss": self.loss_fn.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
         }
@@ -265,5 +281,7 @@ class Trainer:
         self.loss_fn.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:  # checkpoints from before mixed precision have none
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])

@@ -84,9 +84,12 @@ def default_workers(workers: int | None, threads: int | None) -> tuple[int, int]
     return workers, threads or max(1, cores // workers)
 
 
-def _run_forked(cli: tuple[str, ...], log: str, threads: int, runner: int) -> None:
-    """A forked job's body: die with the runner, log to `log`, limit threads, run `metricbench *cli`."""
+def _run_forked(cli: tuple[str, ...], log: str, threads: int, runner: int, environ: dict[str, str]) -> None:
+    """A forked job's body: die with the runner, take its environment, log to `log`, limit threads, run
+    `metricbench *cli`."""
     exit_with_process(runner)
+    os.environ.clear()  # the runner's environment now, not the one the forkserver started with
+    os.environ.update(environ)
     descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     os.dup2(descriptor, 1)
     os.dup2(descriptor, 2)
@@ -127,8 +130,8 @@ def _start(job: Job, threads: int) -> _Running:
     if job.cli is not None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(_PRELOAD)
-        process = context.Process(target=_run_forked, args=(job.cli, str(job.log), threads, os.getpid()),
-                                  name=job.name)
+        process = context.Process(target=_run_forked, args=(job.cli, str(job.log), threads, os.getpid(),
+                                                             dict(os.environ)), name=job.name)
         with _thread_environment(threads):
             process.start()
         return _Forked(process)

@@ -17,8 +17,9 @@
     datasets = ["mnist5k"]
     trials = 12
 
-A spec is a preset name (`quick`, `full`: files in `presets/`) or a TOML file; `--set` overrides apply
-to it like to an experiment config (`--set seeds=[0] --set base.train.epochs=2`).
+A spec is a preset name (`quick`, `full`, `cub200`, `cub200-frozen`, ...: files in `presets/`) or a TOML
+file; `--set` overrides apply to it like to an experiment config (`--set seeds=[0] --set base.train.epochs=2`).
+`extends = ["cub200"]` starts a spec from presets or files (relative to the spec), merged in order, table by table.
 """
 
 from __future__ import annotations
@@ -186,18 +187,50 @@ def slug(text: str) -> str:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+    """Runnable presets; `_name.toml` files are shared parts that presets extend."""
+    return sorted(p.stem for p in PRESETS.glob("*.toml") if not p.stem.startswith("_"))
+
+
+def _spec_path(source: str | os.PathLike, relative_to: Path | None = None) -> Path:
+    path = Path(source)
+    if not path.suffix and (PRESETS / f"{source}.toml").is_file():
+        return PRESETS / f"{source}.toml"
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    if not path.exists():
+        raise FileNotFoundError(f"bench spec {str(source)!r} is neither a file nor a preset "
+                                f"(presets: {', '.join(preset_names())})")
+    return path
+
+
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`: tables merge key by key, any other value replaces."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_spec(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The spec tree at `path` with its `extends` resolved."""
+    if path.resolve() in chain:
+        raise ValueError(f"bench spec {str(path)!r} extends itself (through {' -> '.join(map(str, chain))})")
+    tree = read_toml(path, what="bench spec")
+    parents = tree.pop("extends", [])
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise ValueError(f"extends in {str(path)!r} must be a list of preset names or spec files, got {parents!r}")
+    merged: dict[str, Any] = {}
+    for parent in parents:
+        inherited = _read_spec(_spec_path(parent, path.parent), (*chain, path.resolve()))
+        inherited.pop("name", None)  # a spec is named by itself (or its file), never by its parent
+        merged = _merged(merged, inherited)
+    return _merged(merged, tree)
 
 
 def load_spec(source: str | os.PathLike, overrides: Sequence[str] = ()) -> BenchSpec:
     """A preset name or a TOML file, then `KEY=VALUE` overrides (TOML literals), validated."""
-    path = Path(source)
-    if not path.suffix and str(source) in preset_names():
-        path = PRESETS / f"{source}.toml"
-    if not path.exists():
-        raise FileNotFoundError(f"bench spec {str(source)!r} is neither a file nor a preset "
-                                f"(presets: {', '.join(preset_names())})")
-    tree = read_toml(path, what="bench spec")
+    path = _spec_path(source)
+    tree = _read_spec(path)
     tree.setdefault("name", path.stem)
     for assignment in overrides:
         apply_override(tree, assignment)

@@ -91,18 +91,22 @@ class StreamedImages:
         skip_bad_images: Leave unreadable images out of their batch (counted in ``skipped``, each warned once)
             instead of stopping with the file's name.
         pin_memory: Page-locked batches, for faster copies to a GPU.
+        augment: The train transform; False gives the eval transform's images (a frozen backbone sees
+            exactly what its cached features were computed from).
     """
 
     def __init__(self, files: ImageFiles, rows: np.ndarray, transform: ImageTransform, *, seed: int, workers: int,
-                 skip_bad_images: bool = False, pin_memory: bool = False) -> None:
+                 skip_bad_images: bool = False, pin_memory: bool = False, augment: bool = True) -> None:
         self.files, self.rows, self.transform = files, np.asarray(rows, dtype=np.int64), transform
         self.seed, self.workers, self.skip_bad_images, self.pin_memory = seed, workers, skip_bad_images, pin_memory
+        self.augment = augment
         self.skipped: dict[int, str] = {}
 
     def epoch(self, batches: list[np.ndarray], epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield (uint8 images (b, C, H, W), int64 labels (b,)) for each batch of training-row indices."""
         seeds = iter(np.random.default_rng([self.seed, epoch, 1]).integers(0, 2**63 - 1, sum(map(len, batches))))
-        items = [[(int(row), int(next(seeds))) for row in self.rows[batch]] for batch in batches]
+        items = [[(int(row), int(next(seeds)) if self.augment else None) for row in self.rows[batch]]
+                 for batch in batches]
         for batch in _loader(self.files, self.transform, items, self.workers, self.pin_memory):
             self._handle_failures(batch.failed)
             yield batch.images, torch.from_numpy(self.files.y[batch.rows])

@@ -234,7 +234,7 @@ def test_eval_bad_input(tmp_path, capsys):
 
 def test_bench_and_tune_errors_name_the_problem(tmp_path, capsys):
     assert main(["bench", "no-such-preset"]) == 2
-    assert "neither a file nor a preset (presets: full, quick)" in capsys.readouterr().err
+    assert "neither a file nor a preset (presets: cars196, cars196-frozen, cub200, cub200-frozen, full," in capsys.readouterr().err
     assert main(["bench", "quick", "--set", "protocols=['half']", "--out", str(tmp_path / "o")]) == 2
     assert "protocols must be among closed, open" in capsys.readouterr().err
     assert main(["tune", "quick", "--runs", str(tmp_path / "r")]) == 2  # quick has no [tune] section

@@ -33,8 +33,8 @@ def test_int_accepted_for_float():
     ("eval.ks=[1, 'a']", InputTypeError, r"eval.ks\[1\] must be int, got 'a'"),
     ("train=3", InputTypeError, "train must be a table, got 3"),
     ("train.epochs=0", ValueError, "train.epochs must be >= 1, got 0"),
-    ("optim.name=lion", ValueError, "optim.name must be one of adam, adamw, sgd; got 'lion'"),
-    ("model.arch=resnet", ValueError, "model.arch must be one of auto, mlp, cnn, lenetpp; got 'resnet'"),
+    ("optim.name=lion", ValueError, "optim.name must be one of adam, adamw, sgd, rmsprop; got 'lion'"),
+    ("model.arch=resnet", ValueError, "model.arch must be one of auto, mlp, cnn, lenetpp or timm:<name>; got 'resnet'"),
     ("eval.metric=l1", ValueError, "eval.metric must be l2 or cosine"),
     ("nonsense", ValueError, "--set expects KEY=VALUE"),
 ])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision import transforms as T
@@ -27,29 +27,10 @@ from metricbench.data.image_files import make_image_files
 from metricbench.data.image_loading import StreamedImages, load_images
 from metricbench.data.image_transforms import ImageTransform, _crop_params
 
+from .realistic_photos import SIZES, photo
+
 BATCH = 32
 CLASSES, PER_CLASS = 16, 30
-# (width, height): CUB's photos are mostly 500 wide, some portrait, a few smaller.
-SIZES = [(500, 375)] * 6 + [(500, 333), (500, 500), (375, 500), (500, 281), (333, 500), (400, 300)]
-
-
-def _photo(rng: np.random.Generator, width: int, height: int) -> Image.Image:
-    small = rng.uniform(0, 255, size=(rng.integers(3, 7), rng.integers(3, 7), 3)).astype(np.uint8)
-    image = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)  # low-frequency colour
-    draw = ImageDraw.Draw(image)
-    for _ in range(rng.integers(4, 12)):
-        x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
-        x1, y1 = x0 + rng.uniform(20, width / 2), y0 + rng.uniform(20, height / 2)
-        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
-    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(1, 3)))
-    texture = rng.normal(0, 40, size=(height // 2 + 1, width // 2 + 1)) + 128  # feathers, foliage
-    texture = np.asarray(Image.fromarray(texture.clip(0, 255).astype(np.uint8)).resize(
-        (width, height), Image.Resampling.BILINEAR), np.float32) - 128
-    pixels = np.asarray(image, np.float32) + texture[..., None] + rng.normal(0, 6, size=(height, width, 3))
-    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
-
-
 def _write_photos(root: Path) -> None:
     rng = np.random.default_rng(0)
     for c in range(CLASSES):
@@ -57,7 +38,7 @@ def _write_photos(root: Path) -> None:
         folder.mkdir(parents=True)
         for k in range(PER_CLASS):
             width, height = SIZES[rng.integers(len(SIZES))]
-            _photo(rng, width, height).save(folder / f"{k:04d}.jpg", quality=int(rng.integers(75, 91)))
+            photo(rng, width, height).save(folder / f"{k:04d}.jpg", quality=int(rng.integers(75, 91)))
 
 
 def _cpu_seconds() -> float:
