@@ -97,3 +97,24 @@ def test_relative_dataset_paths_are_absolute_in_every_cell(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     spec = load_spec(write(tmp_path, TINY.replace('datasets = ["digits"]', 'datasets = ["npz:data/x.npz"]')))
     assert {c.config.data.dataset for c in cells(spec)} == {f"npz:{tmp_path / 'data' / 'x.npz'}"}
+
+
+def test_extends_merges_presets_and_files_table_by_table(tmp_path):
+    (tmp_path / "shared.toml").write_text('seeds = [7]\n[base]\ntrain.batch_size = 16\n')
+    spec = load_spec(write(tmp_path, 'extends = ["quick", "shared.toml"]\n[base]\ntrain.epochs = 1\n'))
+    assert spec.name == "spec"  # its own file's name, not a parent's
+    assert spec.datasets == ("mnist5k",) and spec.seeds == (7,)  # quick's, then shared.toml's over it
+    assert spec.base["train"] == {"epochs": 1, "batch_size": 16}  # tables merge key by key
+    assert spec.base["eval"]["metric"] == "cosine"  # untouched keys of quick's [base] stay
+    assert [e.name for e in spec.losses] == [e.name for e in load_spec("quick").losses]
+
+
+def test_extends_refuses_cycles_and_bad_values(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = ["b.toml"]\n')
+    (tmp_path / "b.toml").write_text('extends = ["a.toml"]\n')
+    with pytest.raises(ValueError, match="extends itself"):
+        load_spec(tmp_path / "a.toml")
+    with pytest.raises(ValueError, match="extends in .* must be a list"):
+        load_spec(write(tmp_path, 'extends = "quick"\n'))
+    with pytest.raises(FileNotFoundError, match="'missing.toml' is neither a file nor a preset"):
+        load_spec(write(tmp_path, 'extends = ["missing.toml"]\n'))

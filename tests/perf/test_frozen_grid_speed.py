@@ -1,6 +1,6 @@
 """A benchmark grid on a frozen backbone, with the feature cache and without it: `metricbench bench` of 5 losses ×
 2 seeds over a CUB-layout tree of photo-like JPEGs at CUB's sizes, a real timm ResNet-18 (random weights from a
-local file: pretrained ones would cost the same), 224 px, 5 epochs, 2 runs at a time on 2 cores.
+local file: pretrained ones would cost the same), 224 px, 15 epochs, 2 runs at a time on 2 cores.
 
 Without the cache every run calls the frozen backbone on every training, validation and test photo of every
 epoch; with it, the first run computes the features of each photo once and every run trains the head on them.
@@ -28,7 +28,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 from photo_fixtures import write_cub_tree  # noqa: E402
 
 LOSSES = ["softmax", "normsoftmax", "arcface", "center", "triplet-semihard"]
-EPOCHS = 5
+EPOCHS = 15
 
 
 def _tree(parent: Path) -> Path:
