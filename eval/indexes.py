@@ -23,7 +23,9 @@ __all__ = [
     "gpu_count",
     "ivf_nlist",
     "ivf_nprobe",
+    "on_gpus",
     "resolve_index",
+    "set_search_k",
 ]
 
 INDEXES = ("auto", "flat", "ivf", "hnsw")
@@ -93,7 +95,7 @@ def build_index(gallery: np.ndarray, metric: str, kind: str, *, k: int, seed: in
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss_metric)
         index.add(gallery)
-        index.hnsw.efSearch = max(_HNSW_MIN_EF, _HNSW_EF_PER_K * k)
+        set_search_k(index, k)
         return index  # FAISS has no GPU HNSW
     elif kind == "ivf":
         nlist = ivf_nlist(gallery.shape[0])
@@ -103,9 +105,23 @@ def build_index(gallery: np.ndarray, metric: str, kind: str, *, k: int, seed: in
         rows = np.sort(np.random.default_rng(seed).choice(gallery.shape[0], train_size, replace=False))
         index.train(gallery[rows])
         index.add(gallery)
-        index.nprobe = ivf_nprobe(nlist, gallery.shape[0], k)
+        set_search_k(index, k)
     else:
         raise ValueError(f"kind must be 'flat', 'ivf' or 'hnsw', got {kind!r}")
-    if gpu_count() > 0 and k <= GPU_MAX_K and getattr(index, "nprobe", 1) <= GPU_MAX_K:
-        index = faiss.index_cpu_to_all_gpus(index)
+    return on_gpus(index, k)
+
+
+def set_search_k(index: faiss.Index, k: int) -> None:
+    """Tune an approximate index's search for `k` neighbours: HNSW's efSearch, IVF's nprobe (flat: nothing)."""
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = max(_HNSW_MIN_EF, _HNSW_EF_PER_K * k)
+    elif isinstance(index, faiss.IndexIVF):
+        index.nprobe = ivf_nprobe(index.nlist, index.ntotal, k)
+
+
+def on_gpus(index: faiss.Index, k: int) -> faiss.Index:
+    """`index` copied onto every GPU when FAISS has some and supports `k` there; else `index` itself (and HNSW)."""
+    if (gpu_count() > 0 and not isinstance(index, faiss.IndexHNSW) and k <= GPU_MAX_K
+            and getattr(index, "nprobe", 1) <= GPU_MAX_K):
+        return faiss.index_cpu_to_all_gpus(index)
     return index

@@ -3,8 +3,8 @@
 Everything that needs neighbours (retrieval metrics, distance statistics, plots) goes through
 `knn_search` or its streaming form `knn_search_chunks`: they convert the inputs to contiguous float32
 once, choose the index (`indexes.py`: exact flat, IVF, HNSW; GPUs when FAISS has them), search in
-memory-bounded query chunks and drop the self-match in leave-one-out mode. The exact CPU search is
-`exact_knn.py`.
+memory-bounded query chunks and drop the self-match in leave-one-out mode. `knn_search_index` searches
+an index saved earlier (`index_files.py`) with the same conventions. The exact CPU search is `exact_knn.py`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .exact_knn import exact_knn_blocks
-from .indexes import GPU_MAX_K, build_index, gpu_count, resolve_index
+from .indexes import GPU_MAX_K, build_index, gpu_count, on_gpus, resolve_index, set_search_k
 from .inputs import check_int, check_metric, l2_normalized, to_float32_matrix
 
-__all__ = ["knn_search", "knn_search_chunks"]
+__all__ = ["knn_search", "knn_search_chunks", "knn_search_index"]
 
 
 # Working memory one FAISS search call may use (result heaps and FAISS's distance blocks), in bytes.
@@ -173,9 +173,62 @@ def knn_search(
     num_queries, chunks = knn_search_chunks(
         queries, gallery, k=k, metric=metric, index=index, chunk_size=chunk_size, seed=seed
     )
+    return _collect(num_queries, k, chunks)
+
+
+def _collect(
+    num_queries: int, k: int, chunks: Iterator[tuple[int, np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
     distances = np.empty((num_queries, k), dtype=np.float32)
     indices = np.empty((num_queries, k), dtype=np.int64)
     for start, chunk_distances, chunk_indices in chunks:
         distances[start : start + len(chunk_indices)] = chunk_distances
         indices[start : start + len(chunk_indices)] = chunk_indices
     return distances, indices
+
+
+def knn_search_index(
+    index: faiss.Index, queries: ArrayLike, *, k: int, metric: str, chunk_size: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours of every query in a filled FAISS index (`build_index`'s, saved and read back).
+
+    The result is what `knn_search(queries, gallery, ...)` returns for the gallery the index holds, with the
+    index's kind: a flat index is searched exactly on the CPU by the same code (its rows read back, no
+    FAISS search), an IVF or HNSW index after tuning nprobe / efSearch for `k` as `build_index` does (this
+    sets them on `index`). For "cosine" the index holds L2-normalised rows and an inner-product metric.
+
+    Args:
+        index: a FAISS IndexFlat, IndexIVFFlat or IndexHNSWFlat.
+        queries: (Nq, D) numpy array or torch tensor, D = `index.d`.
+        k: 1 <= k <= the index's size.
+        metric: "l2" or "cosine": must be the index's.
+        chunk_size, seed: as in `knn_search`.
+
+    Returns:
+        (distances, indices): (Nq, k) float32 squared L2 distances (ascending) or cosine similarities
+        (descending), and (Nq, k) int64 positions in the index, nearest first.
+
+    Raises:
+        ValueError: queries of another dim than the index, a metric the index does not measure, or `k` out of range.
+    """
+    metric = check_metric(metric)
+    measured = "l2" if index.metric_type == faiss.METRIC_L2 else "cosine"
+    if measured != metric:
+        raise ValueError(f"metric must be the index's, {measured!r}, got {metric!r}")
+    query_array = to_float32_matrix(queries, "queries")
+    if query_array.shape[1] != index.d:
+        raise ValueError(f"queries must have dim {index.d} like the index, got shape {query_array.shape}")
+    k = check_int(k, "k", 1, index.ntotal)
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", 1)
+    if metric == "cosine":
+        query_array = l2_normalized(query_array)
+    flat = isinstance(index, faiss.IndexFlat)
+    if flat and not (gpu_count() > 0 and k <= GPU_MAX_K):
+        gallery = np.ascontiguousarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+        chunks = _exact_chunks(query_array, gallery, k, metric, chunk_size, check_int(seed, "seed"))
+    else:
+        set_search_k(index, k)
+        size = _chunk_size(k) if chunk_size is None else chunk_size
+        chunks = _faiss_chunks(on_gpus(index, k), query_array, k, metric, False, flat, size)
+    return _collect(query_array.shape[0], k, chunks)

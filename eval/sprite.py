@@ -52,6 +52,14 @@ def check_images(images: Any, num_rows: int) -> np.ndarray:
     return array
 
 
+def uint8_images(images: Any, num_rows: int) -> np.ndarray:
+    """`check_images`, then as uint8 (N, C, H, W): floats in [0, 1] scaled to 0-255 and rounded."""
+    array = check_images(images, num_rows)
+    if array.dtype == np.uint8:
+        return array
+    return np.clip(np.rint(array.astype(np.float32) * 255), 0, 255).astype(np.uint8)
+
+
 def tile_size(num_images: int, height: int, width: int, max_size: int = MAX_SPRITE_SIZE) -> tuple[int, int]:
     """(tile height, tile width) of each thumbnail: the image size, shrunk only if the sprite would
     exceed `max_size` px per side, with the aspect ratio kept (each side at least 1 px).

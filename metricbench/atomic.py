@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
-__all__ = ["Content", "atomic_write", "json_text", "write_files_atomically", "write_json", "write_text"]
+__all__ = ["Content", "atomic_write", "json_text", "write_directory_atomically", "write_files_atomically", "write_json",
+           "write_text"]
 
 Content = Union[bytes, Callable[[BinaryIO], object]]  # the data, or a function that writes it to a binary file
 
@@ -92,3 +94,38 @@ def json_text(obj: Any) -> str:
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     """Write `json_text(obj)` atomically."""
     write_text(path, json_text(obj))
+
+
+def write_directory_atomically(directory: str | os.PathLike, files: Mapping[str, Content], *,
+                               replace: bool = False) -> None:
+    """Create `directory` with `files` in it at once: readers see no directory, or all of it.
+
+    The files go into a hidden temporary sibling directory (see `write_files_atomically`), which is then renamed
+    to `directory`. With `replace`, an existing `directory` is renamed aside first and deleted only once the new
+    one is in place (put back should that rename fail).
+
+    Args:
+        directory: the directory to create; its parent must exist.
+        files: file name inside `directory` -> content, as for `write_files_atomically`.
+        replace: replace an existing `directory`; otherwise it is a FileExistsError, and nothing is written.
+    """
+    directory = Path(directory)
+    if directory.exists() and not replace:
+        raise FileExistsError(f"{str(directory)!r} already exists")
+    stem = f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex}"
+    temp, old = directory.with_name(f"{stem}.tmp"), directory.with_name(f"{stem}.old")
+    temp.mkdir()
+    moved = False
+    try:
+        write_files_atomically({temp / name: content for name, content in files.items()})
+        if directory.exists():
+            os.rename(directory, old)
+            moved = True
+        os.rename(temp, directory)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        if moved and not directory.exists():
+            os.rename(old, directory)
+        raise
+    if moved:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""`metricbench` command line: train, eval, export, datasets, download, losses, bench, tune."""
+"""`metricbench` command line: train, eval, export, datasets, download, losses, bench, tune; embed, index, search and
+export-model (using a trained run: `metricbench.inference.commands`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import InputTypeError
+from .inference.commands import COMMANDS as INFERENCE_COMMANDS
+from .inference.commands import add_commands as add_inference_commands
 from .output_dir import check_out_dir
 
 __all__ = ["main"]
@@ -199,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_tools(sub)
     _add_bench(sub)
     _add_download(sub)
+    add_inference_commands(sub)
     return parser
 
 
@@ -234,7 +238,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from .atomic import json_text, write_json
     from .config import EvalConfig
-    from .evaluation import check_evaluable, evaluate, write_evaluation
+    from .evaluation import DEFAULT_KS, check_evaluable, evaluate, write_evaluation
     from .output_dir import check_out_dir, make_out_dir
     from .run_dir import RunDir
 
@@ -247,6 +251,7 @@ def _eval(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("metric", args.metric), ("ks", tuple(args.ks) if args.ks else None)) if v is not None}
     options.update(full_map=args.full_map, plots=not args.no_plots)
     images, rows, split, seed, queries, columns = None, None, None, 0, None, None
+    thumbnails = None  # dataset rows -> their images, for the retrieval gallery
     if args.run is not None:
         from .run import load_run
 
@@ -258,6 +263,7 @@ def _eval(args: argparse.Namespace) -> int:
         embeddings = run.embed(rows, progress=True)
         images = run.inputs.thumbnails(rows) if config.export and args.out is not None else None
         columns = run.inputs.metadata(rows)
+        thumbnails = run.inputs.thumbnails
     else:
         from .embedding_files import load_embeddings
 
@@ -265,12 +271,12 @@ def _eval(args: argparse.Namespace) -> int:
         config = EvalConfig(**options)
         embeddings, labels, class_names = data.x, data.y, data.class_names
         labels_name = "--labels" if args.labels is not None else f"the labels of --embeddings {str(args.embeddings)!r}"
-        check_evaluable(labels, config.ks, labels_name=labels_name, ks_name="--ks")
+        check_evaluable(labels, config.ks or DEFAULT_KS, labels_name=labels_name, ks_name="--ks")
     evaluation = evaluate(embeddings, labels, config, queries=queries)  # computed before anything is written
     if args.out is not None:
         make_out_dir(args.out, exist_ok=True)
         write_evaluation(args.out, evaluation, config, class_names=class_names, images=images, rows=rows, split=split,
-                         columns=columns, seed=seed)
+                         columns=columns, seed=seed, thumbnails=thumbnails)
         write_json(evaluation.metrics, RunDir(args.out).metrics)
     print(json_text(evaluation.metrics), end="")
     return 0
@@ -386,7 +392,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"train": _train, "eval": _eval, "export": _export, "datasets": _datasets, "losses": _losses,
-             "bench": _bench, "tune": _tune, "download": _download}
+             "bench": _bench, "tune": _tune, "download": _download, **INFERENCE_COMMANDS}
 
 
 def _import(module: str) -> None:

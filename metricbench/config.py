@@ -236,6 +236,13 @@ class EvalConfig:
         full_map: also compute `map`, the mean average precision over the whole ranking (O(N²) time).
         export: write the Embedding Projector files of the test embeddings.
         plots: write the UMAP, distance-histogram and class-margin plots.
+        verification: also score pair verification (same class or not?) on the test split: ROC AUC,
+            TAR at FAR 1e-2/1e-3/1e-4, EER and the best balanced accuracy (`metricbench.eval.verification_metrics`;
+            query-gallery pairs for In-Shop), and choose a distance threshold on the validation rows
+            (the test rows without any), written to verification.json.
+        verification_negatives: most negative (different-class) pairs scored: all of them when fewer,
+            else a seeded uniform sample without replacement of this many (same-class pairs: all, up
+            to 1,000,000). TAR at FAR f needs at least 1/f of them.
     """
 
     metric: str = "l2"
@@ -243,12 +250,16 @@ class EvalConfig:
     full_map: bool = False
     export: bool = True
     plots: bool = True
+    verification: bool = False
+    verification_negatives: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.metric not in ("l2", "cosine"):
             raise ValueError(f"eval.metric must be l2 or cosine; got {self.metric!r}")
         if self.ks is not None and (not self.ks or any(k < 1 for k in self.ks)):
             raise ValueError(f"eval.ks must be positive ints, got {self.ks}")
+        if self.verification_negatives < 1:
+            raise ValueError(f"eval.verification_negatives must be >= 1, got {self.verification_negatives}")
 
 
 @dataclass(frozen=True)

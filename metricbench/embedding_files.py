@@ -10,6 +10,7 @@ import numpy as np
 from .data import Dataset, make_dataset
 from .data.numpy_files import read_array, read_arrays
 from .data.table import read_table
+from .inference.embedded_files import is_embedded_table, read_embedded
 
 __all__ = ["load_embeddings"]
 
@@ -20,7 +21,8 @@ def load_embeddings(embeddings: str | os.PathLike, labels: str | os.PathLike | N
 
     Args:
         embeddings: `.npy` (then `labels` is a `.npy` too), `.npz` (arrays `embeddings` + `labels`, or `x` + `y`),
-            or `.parquet` / `.csv` (numeric feature columns plus `label_column`).
+            or `.parquet` / `.csv` (numeric feature columns plus `label_column`; a `metricbench embed` Parquet file:
+            its `embedding` and `label` columns).
         labels: the labels' `.npy` file, when `embeddings` is a `.npy` (and only then).
         label_column: label column of a table.
 
@@ -51,6 +53,10 @@ def load_embeddings(embeddings: str | os.PathLike, labels: str | os.PathLike | N
     else:
         if not path.exists():
             raise FileNotFoundError(f"--embeddings {str(path)!r} does not exist")
+        if suffix == ".parquet" and is_embedded_table(path):  # `metricbench embed`'s: an `embedding` list column
+            embedded = read_embedded(path, what="--embeddings")
+            return make_dataset(path.stem, embedded.embeddings, embedded.labels, embedded.class_names,
+                                names=("--embeddings column 'embedding'", "--embeddings column 'label'"))
         x, y = read_table(path, suffix[1:], label_column=label_column)
         names = ("--embeddings features", f"--embeddings label column {label_column!r}")
     if np.ndim(x) != 2:

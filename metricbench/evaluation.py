@@ -9,6 +9,7 @@ training run and by `metricbench eval`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +20,9 @@ from tqdm.auto import tqdm
 
 from metricbench.eval import (Neighbors, class_distance_stats, export_projector, knn_search,
                               retrieval_metrics_and_neighbors, write_eval_plots)
+from metricbench.eval.retrieval_gallery import write_retrieval_gallery
 from metricbench.eval.umap_projection import UMAP_NEIGHBORS
+from metricbench.eval.verification import verification_metrics
 
 from .atomic import atomic_write
 from .config import EvalConfig
@@ -82,13 +85,18 @@ def check_evaluable(labels: np.ndarray, ks: Sequence[int], *, labels_name: str =
 
 
 def evaluate(embeddings: np.ndarray, labels: np.ndarray, config: EvalConfig, *,
-             queries: np.ndarray | None = None) -> Evaluation:
+             queries: np.ndarray | None = None, verification_threshold: float | None = None) -> Evaluation:
     """Retrieval metrics and class distance statistics of (N, D) `embeddings` with (N,) int `labels`, each
     computed once (see `check_evaluable` for what is refused).
 
     The metrics are leave-one-out, or with a (N,) bool `queries` mask, those of the query rows searched
     against the others (In-Shop's query and gallery), as the dataset's papers report them. Distance
     statistics, projector neighbours and plots use every row.
+
+    With `config.verification`, `metrics["verification"]` holds `verification_metrics` of the pairs of
+    rows, or with `queries`, of the query-gallery pairs only (In-Shop verifies a query against the gallery,
+    as it retrieves), plus `accuracy_at_val_threshold` when a `verification_threshold` (a distance chosen on
+    validation rows) is given.
     """
     ks = config.ks or DEFAULT_KS
     check_evaluable(labels, ks, queries=queries)
@@ -104,6 +112,13 @@ def evaluate(embeddings: np.ndarray, labels: np.ndarray, config: EvalConfig, *,
         neighbors = Neighbors(distances, indices)
     summary, class_stats = class_distance_stats(embeddings, labels, metric=config.metric)
     metrics["distances"] = summary
+    if config.verification:
+        scores = verification_metrics(embeddings, labels, metric=config.metric, queries=queries,
+                                      threshold=verification_threshold,
+                                      max_negative_pairs=config.verification_negatives)
+        if verification_threshold is not None:
+            scores["accuracy_at_val_threshold"] = scores.pop("accuracy_at_threshold")
+        metrics["verification"] = scores
     return Evaluation(np.asarray(embeddings, dtype=np.float32), labels, metrics, class_stats, neighbors)
 
 
@@ -124,13 +139,27 @@ def projector_metadata(labels: np.ndarray, nearest: np.ndarray, class_names: Seq
     return pd.DataFrame(table)
 
 
+def _gallery_images(images: np.ndarray | None, thumbnails: Callable[[np.ndarray], np.ndarray | None] | None,
+                    rows: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray | None] | None:
+    """The gallery's thumbnails by position in the evaluated set: rows of `images`, else `thumbnails` of those
+    positions' dataset rows (decoding only the rows shown)."""
+    if images is not None:
+        return lambda positions: images[positions]
+    if thumbnails is not None:
+        return lambda positions: thumbnails(positions if rows is None else np.asarray(rows)[positions])
+    return None
+
+
 def write_evaluation(out_dir: str | Path, evaluation: Evaluation, config: EvalConfig, *, class_names: Sequence[str],
                      images: np.ndarray | None = None, rows: np.ndarray | None = None, split: str | None = None,
-                     columns: dict[str, np.ndarray] | None = None, seed: int = 0, progress: bool = True) -> None:
+                     columns: dict[str, np.ndarray] | None = None, seed: int = 0, progress: bool = True,
+                     thumbnails: Callable[[np.ndarray], np.ndarray | None] | None = None) -> None:
     """Write class_stats.csv, export/ (Embedding Projector files, with a sprite when `images` are given;
-    if `config.export`) and plots/ (UMAP, intra vs inter distances, class margins; if `config.plots`)
-    into `out_dir`, from an `evaluate` result. `columns` are extra projector metadata columns (one value per
-    row); `seed` seeds UMAP and the plots' samples."""
+    if `config.export`) and plots/ (UMAP, intra vs inter distances, class margins, and the retrieval gallery:
+    retrievals.png/.json, confused_pairs.csv; if `config.plots`) into `out_dir`, from an `evaluate` result.
+    `columns` are extra projector metadata columns (one value per row); `seed` seeds UMAP, the plots' samples and
+    the gallery's fixed queries. The gallery shows thumbnails from `images` (every row's) when given, else from
+    `thumbnails` (dataset rows -> uint8 (n, C, H, W), or None for vectors), called for the few dozen rows shown."""
     run = RunDir(out_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     stages = ["projector export"] * config.export + ["plots"] * config.plots
@@ -151,5 +180,8 @@ def write_evaluation(out_dir: str | Path, evaluation: Evaluation, config: EvalCo
         bar.set_postfix_str("plots")
         write_eval_plots(run.plots, evaluation.embeddings, labels, class_names=list(class_names), metric=config.metric,
                          seed=seed, class_stats=table, neighbors=evaluation.neighbors)
+        write_retrieval_gallery(run.plots, evaluation.neighbors, labels, metric=config.metric, seed=seed,
+                                class_names=list(class_names), rows=rows, split=split,
+                                images=_gallery_images(images, thumbnails, rows))
         bar.update()
     bar.close()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from metricbench.eval import export_projector, knn_search, retrieval_metrics
+from metricbench.eval.verification import verification_metrics, verification_pairs
 from metricbench.losses import EmbeddingLoss, build_loss
 
 from .atomic import write_json
@@ -147,6 +148,8 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
     eval_config = _eval_config(config.eval, data, split.test, _query_mask(split))
     check_evaluable(data.y[split.test], eval_config.ks, labels_name=f"the {len(split.test)} test rows' labels",
                     ks_name="eval.ks", queries=_query_mask(split))
+    if eval_config.verification:
+        _check_verifiable(data.y[split.test], _query_mask(split))
     select_by, patience = config.train.select_by, config.train.patience
     if select_by is not None:
         _check_selectable(select_by, data.y[split.val])
@@ -218,9 +221,19 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, ranks: DistributedC
         model.load_state_dict(run_on_main(lambda: load_checkpoint(run.best_model)["model"]))
 
     embeddings = inputs.embed(model, split.test, device, progress=progress)  # every rank embeds a share of the rows
+    # The verification threshold is chosen on the validation rows, embedded by the model under test.
+    on_val = eval_config.verification and _has_pairs(data.y[split.val])
+    val_embeddings = inputs.embed(model, split.val, device) if on_val else None  # every rank takes part
     if not ranks.is_main:
         return {}
-    test = _evaluate(embeddings, inputs, split, eval_config, seed=config.seed, out_dir=out, progress=progress)
+    val_scores = None
+    if on_val:
+        val_scores = verification_metrics(val_embeddings, data.y[split.val], metric=eval_config.metric,
+                                          max_negative_pairs=eval_config.verification_negatives)
+    test = _evaluate(embeddings, inputs, split, eval_config, seed=config.seed, out_dir=out, progress=progress,
+                     verification_threshold=None if val_scores is None else val_scores["best_threshold"])
+    if eval_config.verification:
+        write_json(_verification_record(eval_config.metric, val_scores, test["verification"]), run.verification)
     metrics = {"test": test, "history": history, "epochs": trainer.epoch, "train_seconds_this_call": round(train_seconds, 3),
                "num_classes": data.num_classes, "split_sizes": {k: len(getattr(split, k)) for k in ("train", "val", "test")}}
     if stopped_early:
@@ -245,14 +258,46 @@ def _query_mask(split: Split) -> np.ndarray | None:
     return None if split.queries is None else np.isin(split.test, split.queries)
 
 
+def _check_verifiable(labels: np.ndarray, queries: np.ndarray | None) -> None:
+    """Refuse `eval.verification` on test rows without both same-class and different-class pairs."""
+    try:
+        verification_pairs(labels, queries=queries, max_positive_pairs=1, max_negative_pairs=1)
+    except ValueError as error:
+        raise ValueError(f"eval.verification: the {len(labels)} test rows' {error}") from None
+
+
+def _has_pairs(labels: np.ndarray) -> bool:
+    """Whether rows with these labels have a same-class and a different-class pair (to choose a threshold on)."""
+    sizes = np.unique(labels, return_counts=True)[1]
+    return sizes.size >= 2 and sizes.max() >= 2
+
+
+def _verification_record(metric: str, val_scores: dict[str, Any] | None, test_scores: dict[str, Any]) -> dict[str, Any]:
+    """verification.json: the "same class" distance threshold, chosen on the validation rows' pairs when
+    `val_scores` has them (the best balanced accuracy there), else on the test rows' (with a warning)."""
+    record = {"metric": metric, "distance": "squared L2" if metric == "l2" else "1 - cosine similarity",
+              "same_class_when": "distance <= threshold"}
+    if val_scores is None:
+        warnings.warn("eval.verification: the split has no validation rows with both same-class and "
+                      "different-class pairs, so the threshold in verification.json is chosen on the test rows "
+                      "(its accuracy there is optimistic)", RuntimeWarning, stacklevel=3)
+        return {**record, "threshold": test_scores["best_threshold"], "chosen_on": "test",
+                "test_accuracy_at_threshold": test_scores["best_accuracy"]}
+    return {**record, "threshold": val_scores["best_threshold"], "chosen_on": "validation",
+            "val_best_accuracy": val_scores["best_accuracy"],
+            "test_accuracy_at_threshold": test_scores["accuracy_at_val_threshold"]}
+
+
 def _evaluate(embeddings: np.ndarray, inputs: RunInputs, split: Split, config: EvalConfig, *, seed: int,
-              out_dir: Path | None, progress: bool, split_name: str = "test") -> dict[str, Any]:
+              out_dir: Path | None, progress: bool, split_name: str = "test",
+              verification_threshold: float | None = None) -> dict[str, Any]:
     data, rows = inputs.data, split.test
-    evaluation = evaluate(embeddings, data.y[rows], config, queries=_query_mask(split))
+    evaluation = evaluate(embeddings, data.y[rows], config, queries=_query_mask(split),
+                          verification_threshold=verification_threshold)
     if out_dir is not None:
         write_evaluation(out_dir, evaluation, config, class_names=data.class_names,
                          images=inputs.thumbnails(rows) if config.export else None, rows=rows, split=split_name,
-                         columns=inputs.metadata(rows), seed=seed, progress=progress)
+                         columns=inputs.metadata(rows), seed=seed, progress=progress, thumbnails=inputs.thumbnails)
     return evaluation.metrics
 
 
@@ -295,11 +340,12 @@ class LoadedRun:
         return _eval_config(config, self.data, getattr(self.split, split_name), self.queries(split_name))
 
 
-def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
+def load_run(run_dir: str | os.PathLike, device: str = "auto", *, features: bool = True) -> LoadedRun:
     """Rebuild a run's model from its directory (config, split, checkpoint; `weights_only` load).
 
     With `train.select_by` the model is the selected epoch's (`best_model.pt`); otherwise, or before
-    any epoch was saved as best, the last checkpointed epoch's.
+    any epoch was saved as best, the last checkpointed epoch's. `features = False` makes a frozen-backbone
+    run embed images through its whole model instead of reading (or computing) its cached trunk features.
     """
     run = RunDir(run_dir)
     if not run.config.is_file():
@@ -312,6 +358,6 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> LoadedRun:
     selected = config.train.select_by is not None and run.best_model.is_file()
     model.load_state_dict(load_checkpoint(run.best_model if selected else run.checkpoint)["model"])
     torch_device = resolve_device(device)
-    if config.model.freeze_backbone:
+    if config.model.freeze_backbone and features:
         inputs = inputs.with_frozen_backbone(config, model, torch_device)
     return LoadedRun(config, inputs, split, model.to(torch_device).eval(), torch_device)

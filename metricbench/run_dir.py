@@ -7,8 +7,11 @@
     log.csv          scalars (step, epoch, name, value); tensorboard/ holds the same for TensorBoard
     metrics.json     test metrics, validation history, timing; written last, so it marks the run complete
     class_stats.csv  per test class: size, spread around its centroid, nearest other class, margin
+    verification.json  with `eval.verification`: the distance threshold for "same class" (chosen on the
+                     validation rows) and its accuracy on the test pairs
     export/          Embedding Projector files of the test embeddings (vectors, metadata, config, sprite)
-    plots/           UMAP of the test embeddings (and its coordinates), distance histograms, class margins
+    plots/           UMAP of the test embeddings (and its coordinates), distance histograms, class margins,
+                     retrieval gallery (retrievals.png/.json) and most confused class pairs (confused_pairs.csv)
 
 Run, logger, evaluation, the benchmark (grid, tables, figures) and the experiments name files only
 through `RunDir`.
@@ -46,6 +49,7 @@ class RunDir:
     tensorboard = _file("tensorboard")
     metrics = _file("metrics.json")
     class_stats = _file("class_stats.csv")
+    verification = _file("verification.json")
     export = _file("export")
     plots = _file("plots")
 

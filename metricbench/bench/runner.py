@@ -9,6 +9,7 @@ Layout:
     OUT/summary.csv, summary.md      mean ± std and 95% CI per (dataset, protocol, loss, metric)
     OUT/headline.md                  MAP@R per loss and (dataset, protocol): the README's results table
     OUT/*.png                        metric bars, UMAP grids, distances, training curves
+    OUT/report.html                  all of the above on one self-contained page, and the same queries per loss
     OUT/tuning/                      chosen options and trial tables of each study
 """
 
@@ -26,6 +27,7 @@ from ..config import config_to_dict, save_config
 from ..run_dir import RunDir
 from .comparison_figures import write_figures
 from .grid import Cell, cells
+from .html_report import write_report
 from .jobs import Job, default_workers, run_jobs
 from .markdown import headline_markdown, summary_markdown
 from .provenance import provenance
@@ -109,7 +111,7 @@ def run_bench(spec: BenchSpec, *, out: Path, runs: Path, command: str, tune: boo
 
 
 def aggregate(spec: BenchSpec, *, out: Path, runs: Path, command: str, minutes: float | None = None) -> pd.DataFrame:
-    """Tables, figures and summary.md of the finished runs of `spec` in `runs`, written into `out`.
+    """Tables, figures, summary.md and report.html of the finished runs of `spec` in `runs`, written into `out`.
 
     `minutes`: how long the run that produced them took (None: rebuilt from existing runs).
     """
@@ -127,9 +129,12 @@ def aggregate(spec: BenchSpec, *, out: Path, runs: Path, command: str, minutes: 
     })
     figures = [p.name for p in write_figures(table, histories, summary, runs, out)]
     workers, threads = default_workers(spec.workers, spec.threads)
+    machine = provenance()
     text = summary_markdown(spec, grid[0].config, summary, cells_total=len(grid), cells_done=len(table), tuned=tuned,
-                            figures=figures, provenance=provenance(), command=command, minutes=minutes,
+                            figures=figures, provenance=machine, command=command, minutes=minutes,
                             parallel=f"{workers} worker processes × {threads} thread{'s' * (threads > 1)} each")
     write_files_atomically({out / "summary.md": text.encode("utf-8"),
                             out / "headline.md": headline_markdown(summary).encode("utf-8")})
+    write_report(out / "report.html", spec=spec, config=grid[0].config, summary=summary, table=table, runs=runs,
+                 figures=[out / name for name in figures], provenance=machine, command=command, cells_total=len(grid))
     return table

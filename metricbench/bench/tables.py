@@ -26,8 +26,10 @@ __all__ = ["HIGHER_IS_BETTER", "REPORTED_SCORES", "best_rows", "collect_runs", "
 HIGHER_IS_BETTER = {
     "map_at_r": True, "precision_at_1": True, "r_precision": True, "recall_at_4": True, "nmi": True, "ami": True,
     "intra_inter_ratio": False, "silhouette": True,
+    "roc_auc": True, "tar_at_far_1e-3": True, "eer": False,  # with eval.verification only
 }
 REPORTED_SCORES = tuple(HIGHER_IS_BETTER)
+_VERIFICATION = ("roc_auc", "tar_at_far_1e-3", "eer")  # the scores of test.verification that runs.csv shows
 _RECALL = "recall_at_"
 _KEYS = ["dataset", "protocol", "loss"]
 
@@ -63,6 +65,8 @@ def collect_runs(cells: list[Cell], runs: Path) -> tuple[pd.DataFrame, pd.DataFr
         row.update({k: v for k, v in test.items() if not isinstance(v, dict)})
         row.update({k: distances[k] for k in ("intra_inter_ratio", "intra_pair_sqdist", "inter_pair_sqdist",
                                               "silhouette", "davies_bouldin") if k in distances})
+        verification = test.get("verification", {})
+        row.update({k: verification[k] for k in _VERIFICATION if k in verification})
         row["train_seconds"] = metrics.get("train_seconds_this_call")
         rows.append(row)
         configs.append(_flatten(config_to_dict(cell.config)))

@@ -121,3 +121,33 @@ def test_each_metrics_json_is_parsed_once_per_aggregation(tmp_path, monkeypatch)
     assert reads == Counter({cell.key: 1 for cell in grid[:-1]})
     assert sorted(table["run"]) == sorted(cell.key for cell in grid[:-1])
     assert {"metrics.png", "distances.png", "curves.png", "summary.md"} <= {p.name for p in out.iterdir()}
+
+
+def test_verification_scores_are_columns_and_rows_only_when_runs_have_them(tmp_path):
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(SPEC)
+    spec = load_spec(spec_file)
+    runs, grid = tmp_path / "runs", cells(spec)
+    for cell in grid:
+        finish(RunDir(runs / cell.key), cell.config, cell.seed)
+    without = aggregate(spec, out=tmp_path / "without", runs=runs, command="pytest")
+    assert not {"roc_auc", "tar_at_far_1e-3", "eer"} & set(without.columns)
+    assert "EER" not in (tmp_path / "without" / "summary.md").read_text()
+
+    for cell in grid:  # softmax verifies better: higher AUC and TAR, lower EER
+        run_dir = RunDir(runs / cell.key)
+        metrics = run_dir.read_metrics()
+        good = cell.loss == "softmax"
+        metrics["test"]["verification"] = {"roc_auc": 0.9 if good else 0.8, "tar_at_far_1e-3": 0.5 if good else None,
+                                           "tar_at_far_1e-4": None, "eer": 0.1 if good else 0.2, "best_accuracy": 0.8}
+        run_dir.metrics.write_text(json.dumps(metrics))
+    table = aggregate(spec, out=tmp_path / "with", runs=runs, command="pytest")
+    assert {"roc_auc", "tar_at_far_1e-3", "eer"} <= set(table.columns) and "best_accuracy" not in table
+    runs_csv = pd.read_csv(tmp_path / "with" / "runs.csv")
+    assert runs_csv.loc[runs_csv["loss"] == "softmax", "eer"].tolist() == [0.1] * 4
+    summary = summarize(table)
+    best = summary[best_rows(summary)]
+    assert {m: set(best.loc[best["metric"] == m, "loss"]) for m in ("roc_auc", "tar_at_far_1e-3", "eer")} == {
+        "roc_auc": {"softmax"}, "tar_at_far_1e-3": {"softmax"}, "eer": {"softmax"}}  # EER: the lowest is best
+    text = (tmp_path / "with" / "summary.md").read_text()
+    assert "| ROC AUC | TAR@FAR=1e-3 | EER ↓ |" in text and "lowest for EER" in text

@@ -107,3 +107,23 @@ def test_training_run_files_get_the_umask_permissions(tmp_path, umask):
     train_run(config, tmp_path / "run", progress=False)
     for name in ("config.toml", "split.npz", "checkpoint.pt", "metrics.json", "class_stats.csv"):
         assert _mode(tmp_path / "run" / name) == 0o644, (name, oct(_mode(tmp_path / "run" / name)))
+
+
+def test_directory_appears_whole_and_replaces_only_when_asked(tmp_path):
+    from metricbench.atomic import write_directory_atomically
+
+    target = tmp_path / "index"
+    write_directory_atomically(target, {"a.bin": b"1", "b.json": b"{}"})
+    assert sorted(p.name for p in target.iterdir()) == ["a.bin", "b.json"]
+    with pytest.raises(FileExistsError, match="already exists"):
+        write_directory_atomically(target, {"a.bin": b"2"})
+
+    def fail(_):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_directory_atomically(target, {"a.bin": b"2", "b.json": fail}, replace=True)
+    assert (target / "a.bin").read_bytes() == b"1"  # the old directory is untouched
+    write_directory_atomically(target, {"c.txt": b"new"}, replace=True)
+    assert [p.name for p in target.iterdir()] == ["c.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]  # no temporary or old directory left

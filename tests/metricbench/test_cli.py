@@ -150,7 +150,8 @@ def test_listing_commands(capsys):
     assert "arcface" in listing and "margin=28.6" in listing and "pml:<LossName>" in listing
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "export", "datasets", "download", "losses", "bench", "tune"])
+@pytest.mark.parametrize("command", ["train", "eval", "export", "datasets", "download", "losses", "bench", "tune",
+                                     "embed", "index", "search", "export-model"])
 def test_every_command_has_help(command):
     result = subprocess.run([sys.executable, "-m", "metricbench", command, "--help"], capture_output=True, text=True,
                             env={**os.environ, "COLUMNS": "100"})

@@ -43,7 +43,8 @@ def test_one_search_and_one_distance_statistics_serve_metrics_projector_and_plot
     np.testing.assert_array_equal(metadata["nearest_label"], np.array(list("abcd"))[labels[nearest[:, 0]]])
     table = pd.read_csv(RunDir(tmp_path).class_stats, index_col="label")
     np.testing.assert_allclose(table["margin_ratio"], class_distance_stats(x, labels)[1]["margin_ratio"], rtol=1e-5)
-    assert {p.name for p in RunDir(tmp_path).plots.iterdir()} == {"umap.png", "distances.png", "margins.png", "umap.npz"}
+    assert {p.name for p in RunDir(tmp_path).plots.iterdir()} == {
+        "umap.png", "distances.png", "margins.png", "umap.npz", "retrievals.png", "retrievals.json", "confused_pairs.csv"}
 
 
 def test_check_evaluable_names_the_argument():
@@ -106,3 +107,52 @@ def test_eval_refuses_a_run_whose_data_changed(tmp_path, capsys):
     assert "changed since this run was made" in capsys.readouterr().err
     assert main(["export", str(run)]) == 2
     assert main(["train", "--resume", "--out", str(run)]) == 2
+
+
+@pytest.mark.slow
+def test_runs_and_eval_write_retrieval_galleries_of_dataset_rows(tmp_path):
+    from metricbench.data import load_dataset, load_split
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--out", str(run), "--no-progress",
+                 "--set", "eval.export=false"]) == 0
+    plots = RunDir(run).plots
+    assert {"retrievals.png", "retrievals.json", "confused_pairs.csv"} <= {p.name for p in plots.iterdir()}
+    records = json.loads((plots / "retrievals.json").read_text())
+    test, y = load_split(RunDir(run).split).test, load_dataset("digits").y
+    assert (records["split"], records["k"], len(records["queries"])) == ("test", 5, 16)
+    for query in records["queries"]:
+        assert query["row"] in test and query["label"] == y[query["row"]]
+        for neighbor in query["neighbors"]:
+            assert neighbor["row"] in test and neighbor["label"] == y[neighbor["row"]]
+            assert neighbor["correct"] == (neighbor["label"] == query["label"])
+    # `metricbench eval` of the run shows the same gallery (same seed, split and embeddings).
+    assert main(["eval", str(run), "--out", str(tmp_path / "eval")]) == 0
+    assert json.loads((RunDir(tmp_path / "eval").plots / "retrievals.json").read_text()) == records
+    off = tmp_path / "off"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--out", str(off), "--no-progress",
+                 "--set", "eval.export=false", "--set", "eval.plots=false"]) == 0
+    assert not RunDir(off).plots.exists()
+
+
+def test_eval_of_embeddings_writes_a_table_gallery_of_positions(tmp_path):
+    x, labels = _blobs()
+    args = _write_embeddings(tmp_path, x, labels)[:-1]  # plots on
+    assert main([*args, "--ks", "1", "--out", str(tmp_path / "out")]) == 0
+    records = json.loads((RunDir(tmp_path / "out").plots / "retrievals.json").read_text())
+    assert records["split"] is None and records["metric"] == "l2"
+    for query in records["queries"]:
+        assert query["label"] == labels[query["row"]]  # rows are positions in the embeddings file
+        assert all(n["label"] == labels[n["row"]] for n in query["neighbors"])
+    assert (RunDir(tmp_path / "out").plots / "retrievals.png").stat().st_size > 10_000
+
+
+def test_eval_of_an_embeddings_file_defaults_to_the_usual_recall_ks(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "e.npy", rng.normal(size=(40, 4)).astype(np.float32))
+    np.save(tmp_path / "l.npy", np.repeat(np.arange(4), 10))
+    out = tmp_path / "out"
+    assert main(["eval", "--embeddings", str(tmp_path / "e.npy"), "--labels", str(tmp_path / "l.npy"), "--no-plots",
+                 "--out", str(out)]) == 0
+    assert [k for k in json.loads((out / "metrics.json").read_text()) if k.startswith("recall_at_")] == \
+        ["recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8"]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from photo_fixtures import write_cars_tree, write_cub_tree, write_image_table, write_inshop_tree, write_sop_tree
+from PIL import Image
 
 from metricbench.cli import main
 from metricbench.data import load_dataset, load_split
@@ -157,3 +158,24 @@ def test_projector_metadata_names_each_photo_and_sop_super_class(tmp_path):
     test = load_split(RunDir(out).split).test
     assert metadata["path"].tolist() == [data.paths[row] for row in test]
     assert metadata["super_class"].tolist() == [path.split("_final/")[0] for path in metadata["path"]]
+
+
+def test_the_retrieval_gallery_decodes_only_the_photos_it_shows(tmp_path, monkeypatch):
+    from metricbench.run_inputs import RunInputs
+
+    table = write_image_table(tmp_path / "data", split="train/test", num_classes=8, images_per_class=6)
+    decoded = []
+    original = RunInputs.thumbnails
+    monkeypatch.setattr(RunInputs, "thumbnails", lambda self, rows: decoded.append((rows, original(self, rows)))
+                        or decoded[-1][1])
+    out = tmp_path / "run"
+    assert _train(out, f"files:{table}", "--set", "eval.plots=true", "--set", "eval.export=false",
+                  "--set", "train.num_workers=0") == 0
+    records = json.loads((RunDir(out).plots / "retrievals.json").read_text())
+    shown = {q["row"] for q in records["queries"]} | {n["row"] for q in records["queries"] for n in q["neighbors"]}
+    assert len(decoded) == 1  # one call, for the rows shown only (no sprite without the export)
+    rows, images = decoded[0]
+    assert sorted(rows.tolist()) == sorted(shown) and set(shown) <= set(load_split(RunDir(out).split).test)
+    assert images.dtype == np.uint8 and images.shape == (len(shown), 3, 64, 64) and images.std() > 0
+    with Image.open(RunDir(out).plots / "retrievals.png") as png:
+        assert png.size[1] > 600
