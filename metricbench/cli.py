@@ -17,7 +17,7 @@ from .inference.commands import COMMANDS as INFERENCE_COMMANDS
 from .inference.commands import add_commands as add_inference_commands
 from .output_dir import check_out_dir
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "slurm_shorthands"]
 
 # Shorthand flags of `train`, each the same as one `--set` override.
 _SHORTHANDS = {
@@ -128,6 +128,52 @@ def _add_spec_arguments(p: argparse.ArgumentParser) -> None:
                    help="import a module that registers a custom loss, here and in every run (repeatable)")
 
 
+# SLURM flags, each the same as one `--set slurm.KEY=VALUE` override of the spec.
+_SLURM_SHORTHANDS = {"partition": "partition", "account": "account", "time": "timeout_min", "cpus": "cpus_per_task",
+                     "gpus": "gpus_per_node", "mem": "mem_gb"}
+
+
+def _add_launcher_arguments(p: argparse.ArgumentParser, *, tune: bool = False) -> None:
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                   help="local: processes on this machine (default); slurm: one SLURM job per "
+                   + ("tuning worker" if tune else "run and study") + ", through submitit")
+    g = p.add_argument_group("SLURM (--launcher slurm)", "each job's resources, over the spec's [slurm] table; "
+                             "logs in RUNS/slurm/")
+    if tune:
+        g.add_argument("--workers", type=int, metavar="N", help="SLURM jobs sharing each study, each running trials "
+                       "until the study has its trials (default 1)")
+    g.add_argument("--partition", help="partition to submit to (default: the cluster's default)")
+    g.add_argument("--account", help="account to charge")
+    g.add_argument("--time", type=int, metavar="MIN", help="time limit per job in minutes (default 60); a job "
+                   "still running then is requeued and resumes from its last checkpoint")
+    g.add_argument("--cpus", type=int, metavar="N", help="CPUs (and threads) per process of a run (default: "
+                   "--threads, else 1)")
+    g.add_argument("--gpus", type=int, metavar="N", help="GPUs per job (default: none)")
+    g.add_argument("--mem", type=float, metavar="GB", help="memory per job (default: the cluster's default)")
+    g.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. --sbatch qos=high --sbatch constraint=a100 (repeatable)")
+    g.add_argument("--no-wait", action="store_true", help="submit and return; the same command again attaches to "
+                   "the jobs still queued or running, submits what is missing" + ("" if tune else " and aggregates "
+                   "once every run is done"))
+
+
+def slurm_shorthands(args: argparse.Namespace) -> dict[str, object]:
+    """The `slurm.KEY` spec overrides the SLURM flags give (none with the local launcher, which refuses them)."""
+    given = {flag: getattr(args, flag) for flag in _SLURM_SHORTHANDS if getattr(args, flag) is not None}
+    if args.launcher != "slurm":
+        flags = [f"--{flag}" for flag in given] + ["--sbatch"] * bool(args.sbatch) + ["--no-wait"] * args.no_wait
+        if flags:
+            raise ValueError(f"{', '.join(flags)} need --launcher slurm")
+        return {}
+    shorthands: dict[str, object] = {f"slurm.{_SLURM_SHORTHANDS[flag]}": value for flag, value in given.items()}
+    for option in args.sbatch:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--sbatch must be KEY=VALUE, e.g. --sbatch qos=high; got {option!r}")
+        shorthands[f"slurm.sbatch.{key.strip()}"] = value
+    return shorthands
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="compare losses: a grid of datasets × protocols × losses × seeds, aggregated",
                        description="Run every cell of a benchmark spec (same model, budget and settings for every "
@@ -137,18 +183,21 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                        "[tune] section, `metricbench tune` studies run first and add a tuned row per loss.",
                        epilog="examples: metricbench bench quick\n"
                        "          metricbench bench full --workers 2\n"
-                       "          metricbench bench my.toml --set seeds=[0,1] --epochs 3 --no-tune",
+                       "          metricbench bench my.toml --set seeds=[0,1] --epochs 3 --no-tune\n"
+                       "          metricbench bench full --launcher slurm --partition gpu --gpus 1 --no-wait",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_spec_arguments(p)
     p.add_argument("--epochs", type=int, help="shorthand for --set base.train.epochs=N")
     p.add_argument("--datasets", nargs="+", metavar="SPEC",
                    help="shorthand for --set datasets=[...], e.g. --datasets cub200:/data/CUB_200_2011")
     p.add_argument("--seeds", type=int, nargs="+", help="shorthand for --set seeds=[...]")
-    p.add_argument("--workers", type=int, help="runs at a time (default: the number of CPU cores)")
+    p.add_argument("--workers", type=int, help="runs at a time (default: the number of CPU cores; with --launcher "
+                   "slurm: jobs of the array at a time, default no limit)")
     p.add_argument("--threads", type=int, help="threads per run (default: cores / workers)")
     p.add_argument("--no-tune", action="store_true", help="skip the studies; tuned rows use options already chosen")
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables and figures from finished runs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_launcher_arguments(p)
 
     p = sub.add_parser("tune", help="search a loss's hyperparameters on validation rows only (Optuna TPE)",
                        description="For each (dataset, protocol, loss) of the spec's [tune] section (or the one "
@@ -164,7 +213,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=["closed", "open", "standard"], help="only this protocol")
     p.add_argument("--loss", help="only the loss with this label")
     p.add_argument("--trials", type=int, help="completed trials per study (default: the spec's tune.trials)")
-    p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://host/db (default: SQLite under --runs)")
+    p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://host/db (default: SQLite under --runs; "
+                   "with --launcher slurm, a journal file there that the workers share)")
+    _add_launcher_arguments(p, tune=True)
 
 
 def _add_download(sub: argparse._SubParsersAction) -> None:
@@ -337,18 +388,23 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import BenchFailed, aggregate, run_bench
 
     spec, out, runs = _spec(args, {"base.train.epochs": args.epochs, "seeds": args.seeds, "datasets": args.datasets,
-                                   "workers": args.workers, "threads": args.threads, "imports": args.imports or None})
+                                   "workers": args.workers, "threads": args.threads, "imports": args.imports or None,
+                                   **slurm_shorthands(args)})
     # The command that makes these results (what --aggregate-only rebuilds is the same).
-    shown = [a for a in args.argv if a not in ("--aggregate-only", "--no-progress")]
+    shown = [a for a in args.argv if a not in ("--aggregate-only", "--no-progress", "--no-wait")]
     command = "metricbench " + " ".join(shlex.quote(a) for a in shown)
     if args.aggregate_only:
         aggregate(spec, out=out, runs=runs, command=command)
     else:
         try:
-            run_bench(spec, out=out, runs=runs, command=command, tune=not args.no_tune, progress=not args.no_progress)
-        except BenchFailed as err:  # the finished runs are aggregated all the same
+            table = run_bench(spec, out=out, runs=runs, command=command, tune=not args.no_tune,
+                              progress=not args.no_progress, launcher=args.launcher, wait=not args.no_wait)
+        except (BenchFailed, ConnectionError) as err:  # the finished runs are aggregated all the same
             print(f"metricbench bench: {err}", file=sys.stderr)
             return 1
+        if table is None:
+            print(f"jobs submitted; to follow them and aggregate, run again: {command}")
+            return 0
     print(f"results written to {out} (summary.md, runs.csv); runs in {runs}")
     return 0
 
@@ -357,13 +413,36 @@ def _tune(args: argparse.Namespace) -> int:
     from .bench.tune import studies, tune_study
 
     spec, out, runs = _spec(args, {"tune.trials": args.trials, "tune.storage": args.storage,
-                                   "imports": args.imports or None})
+                                   "imports": args.imports or None, **slurm_shorthands(args)})
+    if args.launcher == "local" and args.workers is not None:
+        raise ValueError("--workers N starts N SLURM jobs: give --launcher slurm (locally, start `metricbench tune "
+                         "... --storage URL` in N shells instead)")
     chosen = [(d, p, e) for d, p, e in studies(spec) if args.dataset in (None, d) and args.protocol in (None, p)
               and args.loss in (None, e.label)]
     if not chosen:
         raise ValueError(f"nothing to tune: spec {spec.name!r} has no study for dataset={args.dataset}, "
                          f"protocol={args.protocol}, loss={args.loss} (tune.datasets = {list(spec.tune.datasets)}, "
                          f"losses with a search space: {sorted({e.label for _, _, e in studies(spec)})})")
+    if args.launcher == "slurm":
+        from .bench.slurm import tune_on_slurm
+        from .bench.tune import study_done
+
+        pending = [(d, p, e) for d, p, e in chosen if not study_done(spec, d, p, e, runs)]
+        try:
+            finished = tune_on_slurm(spec, pending, out=out, runs=runs, workers=args.workers or 1,
+                                     wait=not args.no_wait) if pending else []
+        except ConnectionError as err:
+            print(f"metricbench tune: {err}", file=sys.stderr)
+            return 1
+        if finished is None:
+            command = "metricbench " + " ".join(shlex.quote(a) for a in args.argv if a != "--no-wait")
+            print(f"workers submitted; to follow them, run again: {command}")
+            return 0
+        if failed := [f for f in finished if not f.ok]:
+            print(f"metricbench tune: {len(failed)} worker(s) failed: "
+                  + "; ".join(f"{f.name}: {f.reason} (log {f.log})" for f in failed), file=sys.stderr)
+            return 1
+        chosen = [c for c in chosen if c not in pending]  # the others: their workers wrote the chosen options
     for dataset, protocol, entry in chosen:
         tune_study(spec, dataset, protocol, entry, out=out, runs=runs)
     return 0

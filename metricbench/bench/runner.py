@@ -4,7 +4,8 @@ Layout:
     RUNS/spec.toml                   the resolved spec the workers read
     RUNS/<dataset>/<protocol>/<loss>/seed-<s>/   one run directory per cell (see metricbench.run_dir)
     RUNS/configs/, RUNS/logs/        each cell's config file and its worker's log
-    RUNS/tuning/                     Optuna studies (SQLite) and trial runs
+    RUNS/tuning/                     Optuna studies (SQLite, or journal files of SLURM workers) and trial runs
+    RUNS/slurm/                      with --launcher slurm: the job of each run (jobs.json), submitit's files and logs
     OUT/runs.csv, runs.parquet       one row per finished run: metrics and the config fields that vary
     OUT/summary.csv, summary.md      mean ± std and 95% CI per (dataset, protocol, loss, metric)
     OUT/headline.md                  MAP@R per loss and (dataset, protocol): the README's results table
@@ -67,9 +68,14 @@ def _cell_jobs(todo: list[tuple[Cell, str]], runs: Path, imports: tuple[str, ...
 
 
 def _run_cells(grid: list[Cell], runs: Path, spec: BenchSpec, extra: list[Job], *, desc: str,
-               progress: bool) -> list[Job]:
+               progress: bool, launcher: str = "local", wait: bool = True) -> list[Job] | None:
     states = [(cell, RunDir(runs / cell.key).state(cell.config)) for cell in grid]
     todo = [(cell, state) for cell, state in states if state != "done"]
+    if launcher == "slurm":
+        from .slurm import run_on_slurm  # submitit, imported only when asked for
+
+        return run_on_slurm([cell for cell, _ in todo], extra, runs=runs, spec=spec, desc=desc,
+                            done_before=len(grid) - len(todo), progress=progress, wait=wait)
     workers, threads = default_workers(spec.workers, spec.threads)
     jobs = extra + _cell_jobs(todo, runs, spec.imports, spec.nproc_per_run)
     return run_jobs(jobs, workers=workers, threads=threads, desc=desc, done_before=len(grid) - len(todo),
@@ -77,11 +83,17 @@ def _run_cells(grid: list[Cell], runs: Path, spec: BenchSpec, extra: list[Job], 
 
 
 def run_bench(spec: BenchSpec, *, out: Path, runs: Path, command: str, tune: bool = True,
-              progress: bool = True) -> pd.DataFrame:
+              progress: bool = True, launcher: str = "local", wait: bool = True) -> pd.DataFrame | None:
     """Run the benchmark and aggregate it into `out`; returns the runs table.
 
     Finished runs are reused, interrupted ones resume from their last checkpoint. Studies run first,
     side by side with the default rows; the tuned rows follow once their study has chosen.
+
+    Args:
+        launcher: `local` (worker processes here) or `slurm` (a SLURM job per run and study: see
+            `metricbench.bench.slurm`).
+        wait: with `slurm`, off: submit what is pending and return None while jobs are under way
+            (the same call later attaches to them and aggregates once all are done).
 
     Raises:
         BenchFailed: after aggregating, when some runs or studies failed (their logs are named).
@@ -100,10 +112,17 @@ def run_bench(spec: BenchSpec, *, out: Path, runs: Path, command: str, tune: boo
             argv = _metricbench("tune", str(spec_file), "--dataset", dataset, "--protocol", protocol,
                                 "--loss", entry.label, "--out", str(out), "--runs", str(runs), imports=spec.imports)
             study_jobs.append(Job(name, argv, runs / "logs" / f"{name.replace(' ', '-').replace('/', '--')}.log"))
-    failed = _run_cells(cells(spec), runs, spec, study_jobs, desc=f"{spec.name}: runs", progress=progress)
+    failed = _run_cells(cells(spec), runs, spec, study_jobs, desc=f"{spec.name}: runs", progress=progress,
+                        launcher=launcher, wait=wait)
+    if failed is None:
+        return None
     tuned_grid = [c for c in cells(spec, load_tuned(spec, out)) if c.tuned]
     if tuned_grid:
-        failed += _run_cells(tuned_grid, runs, spec, [], desc=f"{spec.name}: tuned runs", progress=progress)
+        more = _run_cells(tuned_grid, runs, spec, [], desc=f"{spec.name}: tuned runs", progress=progress,
+                          launcher=launcher, wait=wait)
+        if more is None:
+            return None
+        failed += more
     table = aggregate(spec, out=out, runs=runs, command=command, minutes=(time.perf_counter() - started) / 60)
     if failed:
         raise BenchFailed(f"{len(failed)} job(s) failed: " + "; ".join(f"{j.name} (log {j.log})" for j in failed))

@@ -17,6 +17,11 @@
     datasets = ["mnist5k"]
     trials = 12
 
+    [slurm]                     # optional: each job's resources with `--launcher slurm`
+    partition = "gpu"
+    gpus_per_node = 1
+    timeout_min = 120
+
 A spec is a preset name (`quick`, `full`, `cub200`, `cub200-frozen`, ...: files in `presets/`) or a TOML
 file; `--set` overrides apply to it like to an experiment config (`--set seeds=[0] --set base.train.epochs=2`).
 `extends = ["cub200"]` starts a spec from presets or files (relative to the spec), merged in order, table by table.
@@ -40,7 +45,7 @@ from ..config import ExperimentConfig, apply_override
 from ..errors import InputTypeError
 from ..typed_config import config_from_dict, read_toml
 
-__all__ = ["BenchSpec", "LossEntry", "TuneSpec", "load_spec", "preset_names", "slug"]
+__all__ = ["BenchSpec", "LossEntry", "SlurmSpec", "TuneSpec", "load_spec", "preset_names", "slug"]
 
 PRESETS = Path(__file__).with_name("presets")
 _PER_CELL = ("seed", "loss", "data.dataset", "data.protocol")  # what the grid sets; base must not
@@ -105,6 +110,45 @@ class TuneSpec:
 
 
 @dataclass(frozen=True)
+class SlurmSpec:
+    """Resources of each SLURM job of `--launcher slurm` (one job per run, study or tuning worker).
+
+    Attributes:
+        partition: partition to submit to (default: the cluster's default).
+        account: account to charge (default: the user's default).
+        timeout_min: time limit of a job in minutes; a job still running `signal_delay_s` before it stops
+            and is requeued, and resumes from its last checkpoint.
+        cpus_per_task: CPUs per process of a run, and its torch/BLAS threads (default: `threads`, else 1).
+        gpus_per_node: GPUs per job (default: none); with `nproc_per_run = N`, N gives each process one.
+        mem_gb: memory per job in GB (default: the cluster's default).
+        signal_delay_s: seconds before the time limit at which SLURM tells the job to stop and requeue.
+        requeues: how many times a job that reaches its time limit is requeued (preemptions do not count).
+        sbatch: any other sbatch options, e.g. `{ qos = "high", constraint = "a100" }` (`true`: a bare flag).
+    """
+
+    partition: str | None = None
+    account: str | None = None
+    timeout_min: int = 60
+    cpus_per_task: int | None = None
+    gpus_per_node: int | None = None
+    mem_gb: float | None = None
+    signal_delay_s: int = 90
+    requeues: int = 3
+    sbatch: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("timeout_min", "cpus_per_task", "signal_delay_s"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"slurm.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("gpus_per_node", "mem_gb", "requeues"):
+            if getattr(self, key) is not None and getattr(self, key) < 0:
+                raise ValueError(f"slurm.{key} must be >= 0, got {getattr(self, key)}")
+        if self.signal_delay_s >= self.timeout_min * 60:
+            raise ValueError(f"slurm.signal_delay_s must be shorter than the time limit (slurm.timeout_min = "
+                             f"{self.timeout_min} min), got {self.signal_delay_s} s")
+
+
+@dataclass(frozen=True)
 class BenchSpec:
     """A benchmark: every combination of datasets, protocols, losses and seeds, sharing `base`.
 
@@ -122,6 +166,7 @@ class BenchSpec:
         imports: modules each run imports first (e.g. one registering a custom loss).
         nproc_per_run: processes per run; above 1 each run is launched with `torchrun --standalone`
             (DistributedDataParallel on this machine; `threads` is per process). Runs stay resumable.
+        slurm: the jobs' resources with `--launcher slurm` (optional).
     """
 
     name: str
@@ -135,6 +180,7 @@ class BenchSpec:
     threads: int | None = None
     imports: tuple[str, ...] = ()
     nproc_per_run: int = 1
+    slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
     def __post_init__(self) -> None:
         for key in ("datasets", "losses", "protocols", "seeds"):

@@ -74,3 +74,46 @@ def test_tuning_a_loss_without_search_space_is_refused(tmp_path):
     entry = next(e for e in spec.losses if e.name.startswith("pml:"))
     with pytest.raises(ValueError, match="declares no search space"):
         tune_study(spec, "digits", "open", entry, out=tmp_path, runs=tmp_path)
+
+
+@pytest.mark.slow
+def test_workers_sharing_a_study_never_overshoot_and_redraw_the_trials_of_gone_workers(tmp_path, monkeypatch):
+    from metricbench.bench import tune as tune_module
+
+    spec = spec_with(tmp_path, "tune.trials=1")
+    (dataset, protocol, entry), = studies(spec)
+    name, runs = "t-digits-open-triplet-semihard", tmp_path / "runs"
+    calls, other = [], []
+
+    def running_then_raced(study):
+        # After this worker's loop sees a free place, another worker takes it (asks first): the race
+        # that claiming places by trial number settles.
+        seen = real_running(study)
+        calls.append(len(seen))
+        if len(calls) == 2:
+            trial = study.ask()
+            trial.set_user_attr("worker", "slurm:99")
+            other.append(trial.number)
+        return seen
+
+    real_running = tune_module._running
+    monkeypatch.setattr(tune_module, "_running", running_then_raced)
+    monkeypatch.setattr(tune_module, "_WAIT_S", 0)
+    gone_asked = []
+
+    def workers_gone(workers):
+        gone_asked.append(set(workers))
+        return set(workers)  # slurm:99's job has left the queue
+
+    record = tune_study(spec, dataset, protocol, entry, out=tmp_path / "out", runs=runs, worker="slurm:1",
+                        workers_gone=workers_gone)
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(runs / "tuning" / f"{name}.journal")))
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    state = optuna.trial.TrialState
+    assert [(t.number, t.state, t.user_attrs["worker"]) for t in trials] == [
+        (0, state.FAIL, "slurm:99"),     # the other worker's trial, failed once its job was gone
+        (1, state.PRUNED, "slurm:1"),    # this worker's surplus claim: the place was taken, nothing trained
+        (2, state.COMPLETE, "slurm:1")]  # drawn again
+    assert other == [0] and gone_asked == [{"slurm:99"}] and record["trials"] == 1
+    assert sorted(p.name for p in (runs / "tuning" / name).iterdir()) == ["trial-2"]
