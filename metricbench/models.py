@@ -176,23 +176,20 @@ class EmbeddingNet(nn.Module):
         dtype = PRECISIONS[self.precision]
         return torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32)
 
-    def features(self, x: Tensor) -> Tensor:
-        """(B, ...) images → (B, F) features of a timm trunk (what a frozen backbone's cache holds), float32."""
+    def _standardised(self, x: Tensor) -> Tensor:
         if x.dtype == torch.uint8:
             x = x / 255  # true division: float32 in one pass
+        return (x - self.mean) / self.std
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, ...) images → (B, F) features of a timm trunk (what a frozen backbone's cache holds), float32."""
         with self._autocast(x):
-            return self.backbone.trunk((x - self.mean) / self.std).float()
+            return self.backbone.trunk(self._standardised(x)).float()
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, ...) inputs (float, or uint8 images 0-255; trunk features when `takes_features`) → (B, D) float32."""
-        if self.takes_features:
-            with self._autocast(x):
-                z = self.backbone.head(x)
-        else:
-            if x.dtype == torch.uint8:
-                x = x / 255
-            with self._autocast(x):
-                z = self.backbone((x - self.mean) / self.std)
+        with self._autocast(x):
+            z = self.backbone.head(x) if self.takes_features else self.backbone(self._standardised(x))
         z = z.float()
         return F.normalize(z, dim=1) if self.normalize else z
 
